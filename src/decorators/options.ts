@@ -1,0 +1,86 @@
+import type { CallInfo } from '../context.js';
+import type { HistoryEntry, HistoryOp, HistoryWriter } from '../history/entry.js';
+
+/**
+ * Options both decorators accept. When both decorate one method they are merged, and
+ * `@Versioned`'s value wins where both set one.
+ */
+export interface CallOptions<M extends string = string> {
+  /** The operation of a decorated method; inferred from its name when left out. */
+  op?: HistoryOp;
+  /**
+   * On a class: the methods to wrap and their operation. Default `{ save: 'create', update: 'update' }`,
+   * wrapped where present; a method listed here that the class lacks is a `DecoratorError`.
+   */
+  methods?: Readonly<Record<M, HistoryOp>>;
+  /** Default `'version'`. */
+  versionField?: string;
+  /** Default `'timestamp'`. */
+  timestampField?: string;
+  /** Default `'id'`, falling back to `'_id'` when the entity has no `id`. */
+  idField?: string;
+  /** Position of the session argument. Default 1 (or the `@SessionArg()` parameter). */
+  sessionIndex?: number;
+  /** Position of the entity argument. Default 0 (or the `@EntityArg()` parameter). */
+  entityIndex?: number;
+  /** Default `true`: a call without a session is a `MissingSessionError` unless the writer is not transactional. */
+  requireSession?: boolean;
+  /**
+   * Decides from the method's result that nothing matched (a lost race). The default treats
+   * `{ matchedCount: 0 }`, `{ rowCount: 0 }`, `{ affectedRows: 0 }`, `{ affected: 0 }`,
+   * `{ count: 0 }`, `{ deletedCount: 0 }` and `false` from an update or delete as a conflict.
+   */
+  conflict?: (result: unknown, call: CallInfo) => boolean;
+  /** Retries after a transient failure when the call owns the transaction. Default 3. */
+  retries?: number;
+}
+
+/**
+ * Options of `@Versioned`.
+ *
+ * ```ts
+ * @Versioned({ versionField: 'rev', clock: () => fixedNow })
+ * ```
+ */
+export interface VersionedOptions<M extends string = string> extends CallOptions<M> {
+  /** The version a created entity gets. Default 1. */
+  initialVersion?: number;
+  /** Where timestamps come from. Default `() => new Date()`. */
+  clock?: () => Date;
+}
+
+/**
+ * Options of `@HistoryTracked`.
+ *
+ * ```ts
+ * @HistoryTracked('history', { ignore: ['cache'], redact: ['card.number'] })
+ * ```
+ */
+export interface HistoryTrackedOptions<M extends string = string> extends CallOptions<M> {
+  /** Default: the entity's class name, else the entity parameter's design type, else the service name without `Service`. */
+  entityType?: string;
+  /** Dotted paths never written to history. */
+  ignore?: readonly string[];
+  /** Dotted paths written as `"[redacted]"`. */
+  redact?: readonly string[];
+  /** Extra metadata for each entry, merged over `withHistoryContext`'s. */
+  metadata?: (call: CallInfo) => Record<string, unknown>;
+  /** Turns the entry into the shape an existing history service expects. */
+  map?: (entry: HistoryEntry) => unknown;
+  /** Where timestamps come from when `@Versioned` does not stamp one. Default `() => new Date()`. */
+  clock?: () => Date;
+}
+
+/** A class whose instances write history. */
+export type HistoryWriterClass = abstract new (...args: never[]) => HistoryWriter<never>;
+
+/**
+ * Where `@HistoryTracked` gets its writer: a property name of the service, a function of the
+ * service, a class (resolved through Nest DI or the one property holding an instance of it), or
+ * a writer object itself.
+ */
+export type HistorySource =
+  | string
+  | HistoryWriterClass
+  | ((service: never) => HistoryWriter<never>)
+  | HistoryWriter<never>;

@@ -1,0 +1,74 @@
+import { ambient } from '../context.js';
+import { VersionConflictError } from '../errors.js';
+import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from './entry.js';
+import { byVersion, entryAsOf, selectRange } from './reader.js';
+
+/**
+ * History kept in memory, for tests and demos. It is not transactional: it needs no session
+ * and writes at once, but it enforces the unique (entityType, entityId, version) key and, when
+ * a transaction owned by this library rolls back, removes what that transaction wrote.
+ *
+ * ```ts
+ * const history = new MemoryHistoryStore();
+ * @Versioned() @HistoryTracked(history) class OrderService { ... }
+ * await history.list('Order', '42');
+ * ```
+ */
+export class MemoryHistoryStore implements HistoryWriter, HistoryReader {
+  readonly transactional = false;
+  readonly #entries = new Map<string, HistoryEntry[]>();
+
+  save(entry: HistoryEntry): void {
+    const key = keyOf(entry.entityType, entry.entityId);
+    const versions = this.#entries.get(key) ?? [];
+    if (versions.some((existing) => existing.version === entry.version)) {
+      throw new VersionConflictError(entry.entityType, entry.entityId, entry.version - 1, {
+        detail: `history already holds version ${entry.version}`,
+      });
+    }
+    const stored = structuredClone(entry);
+    versions.push(stored);
+    versions.sort(byVersion);
+    this.#entries.set(key, versions);
+    ambient()?.tx?.onRollback.push(() => {
+      const index = versions.indexOf(stored);
+      if (index >= 0) versions.splice(index, 1);
+    });
+  }
+
+  async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
+    return selectRange(this.#versions(entityType, entityId), opts).map((entry) => structuredClone(entry));
+  }
+
+  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
+    const found = this.#versions(entityType, entityId).find((entry) => entry.version === version);
+    return found && structuredClone(found);
+  }
+
+  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
+    const found = entryAsOf(this.#versions(entityType, entityId), time);
+    return found && structuredClone(found);
+  }
+
+  async latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined> {
+    const found = this.#versions(entityType, entityId).at(-1);
+    return found && structuredClone(found);
+  }
+
+  /** Every entry of every entity, in the order they were written per entity. */
+  all(): HistoryEntry[] {
+    return [...this.#entries.values()].flat().map((entry) => structuredClone(entry));
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+
+  #versions(entityType: string, entityId: string): readonly HistoryEntry[] {
+    return this.#entries.get(keyOf(entityType, entityId)) ?? [];
+  }
+}
+
+function keyOf(entityType: string, entityId: string): string {
+  return `${entityType}\u0000${entityId}`;
+}

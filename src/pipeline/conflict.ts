@@ -1,0 +1,21 @@
+const NOTHING_MATCHED_FIELDS = ['matchedCount', 'rowCount', 'affectedRows', 'affected', 'count', 'deletedCount'] as const;
+
+/**
+ * The default reading of a guarded write's result: did it match nothing? Covers MongoDB
+ * (`matchedCount`, `deletedCount`), pg (`rowCount` of an UPDATE or DELETE), mysql2 and mariadb
+ * (`affectedRows`, also inside mysql2's `[result, fields]` pair), TypeORM (`affected`),
+ * Prisma (`count`) and a plain `false`. Only applied to update and delete calls.
+ */
+export function defaultConflict(result: unknown): boolean {
+  if (result === false) return true;
+  if (Array.isArray(result)) return result.length === 2 && isNothingMatched(result[0]);
+  return isNothingMatched(result);
+}
+
+function isNothingMatched(result: unknown): boolean {
+  if (result === null || typeof result !== 'object') return false;
+  const record = result as Record<string, unknown>;
+  // A pg result of a SELECT or INSERT has rowCount too; only UPDATE and DELETE say "matched".
+  if (typeof record.command === 'string' && !/^(UPDATE|DELETE)$/i.test(record.command)) return false;
+  return NOTHING_MATCHED_FIELDS.some((field) => record[field] === 0);
+}

@@ -1,0 +1,276 @@
+import { ambient, type CallInfo, runWithAmbient, type TransactionFrame } from '../context.js';
+import { DecoratorError, EventHistoryError, InvalidEntityError, MissingSessionError, VersionConflictError } from '../errors.js';
+import { HistoryWriteError } from '../errors.js';
+import type { HistoryEntry, HistoryWriter } from '../history/entry.js';
+import { takeSnapshot } from '../history/snapshot.js';
+import type { TransactionAdapter } from '../transactions/adapter.js';
+import { findAdapter } from '../transactions/registry.js';
+import type { CallPlan } from './plan.js';
+import { planFor } from './plan.js';
+import type { MethodSpec } from './spec.js';
+import { type Stamp, stampEntity } from './stamp.js';
+import { anyCause, backoff, newFrame, propagation, undo } from './transaction.js';
+import { resolveWriter } from './writer.js';
+
+type Entity = Record<string, unknown>;
+
+/** One call of a wrapped method, located and validated. */
+interface Call {
+  readonly plan: CallPlan;
+  readonly spec: MethodSpec;
+  readonly service: object;
+  readonly args: unknown[];
+  readonly entity: Entity;
+  readonly entityType: string;
+  readonly session: unknown;
+  readonly writer: HistoryWriter | undefined;
+}
+
+/**
+ * The pipeline every wrapped method runs: locate and validate, stamp, run the method and the
+ * history write in one transaction, restore the entity on failure.
+ */
+export async function invoke(spec: MethodSpec, service: object, args: unknown[]): Promise<unknown> {
+  const plan = planFor(spec, service);
+  const entity = args[plan.entityIndex];
+  const entityType = entityTypeOf(plan, entity);
+  validateEntity(plan, entity, entityType);
+  const session = sessionOf(plan, args);
+  const writer = plan.source === undefined ? undefined : resolveWriter(plan.source, service, plan.method);
+  const call: Call = { plan, spec, service, args, entity, entityType, session, writer };
+  const route = propagation(session);
+  switch (route.kind) {
+    case 'none':
+      if (plan.requireSession && writer?.transactional !== false) throw new MissingSessionError(plan.method);
+      return attempt(call, undefined, undefined);
+    case 'nested':
+    case 'join':
+      return attempt(call, route.frame, route.frame.adapter);
+    case 'own':
+      return own(call, route.adapter);
+  }
+}
+
+/** This call owns the transaction: begin, commit or roll back, and retry transient failures. */
+async function own(call: Call, adapter: TransactionAdapter<unknown>): Promise<unknown> {
+  for (let attemptNo = 0; ; attemptNo++) {
+    let frame: TransactionFrame | undefined;
+    try {
+      return await adapter.run(call.session, () => {
+        frame = newFrame(call.session, adapter);
+        return attempt(call, frame, adapter);
+      });
+    } catch (error) {
+      if (frame) undo(frame);
+      const transient = adapter.isTransient;
+      if (attemptNo < call.plan.retries && transient && anyCause(error, (e) => transient.call(adapter, e))) {
+        await backoff(attemptNo);
+        continue;
+      }
+      throw classify(error, call, undefined, adapter);
+    }
+  }
+}
+
+/** One attempt: stamp, run the method, check for a conflict, write history. Restores on failure. */
+async function attempt(
+  call: Call,
+  frame: TransactionFrame | undefined,
+  adapter: TransactionAdapter<unknown> | undefined,
+): Promise<unknown> {
+  const { plan, entity } = call;
+  const stamp = stampEntity(plan, entity, call.entityType);
+  try {
+    const info: CallInfo = {
+      service: call.service,
+      method: call.spec.name,
+      op: plan.op,
+      entity,
+      entityType: call.entityType,
+      expectedVersion: stamp.expectedVersion,
+      version: stamp.version,
+      session: call.session,
+      txId: frame?.txId,
+      args: call.args,
+    };
+    const scope = call.session === undefined ? { call: info, tx: frame } : { call: info, tx: frame, session: call.session };
+    const result = await runWithAmbient(scope, () => runOriginal(call));
+    if ((plan.op !== 'create' || !plan.checksDefaultConflict) && plan.conflict(result, info)) {
+      throw new VersionConflictError(call.entityType, idOf(plan, entity) ?? '(unknown id)', stamp.expectedVersion, {
+        detail: 'the guarded write matched no row or document',
+      });
+    }
+    if (call.writer) await writeHistory(call, call.writer, stamp, info, frame);
+    stamp.release();
+    frame?.onRollback.push(stamp.restore);
+    return result;
+  } catch (error) {
+    stamp.restore();
+    throw classify(error, call, stamp, adapter);
+  }
+}
+
+function runOriginal(call: Call): Promise<unknown> {
+  const returned: unknown = call.spec.original.apply(call.service, call.args);
+  if (returned === null || typeof (returned as PromiseLike<unknown> | undefined)?.then !== 'function') {
+    throw new DecoratorError(
+      `${call.plan.method} returned ${returned === null ? 'null' : typeof returned} instead of a Promise. ` +
+        'Decorated methods must be async (or return a Promise) so their writes can run inside the transaction.',
+    );
+  }
+  return Promise.resolve(returned);
+}
+
+async function writeHistory(
+  call: Call,
+  writer: HistoryWriter,
+  stamp: Stamp,
+  info: CallInfo,
+  frame: TransactionFrame | undefined,
+): Promise<void> {
+  const { plan, entity, entityType } = call;
+  const entityId = idOf(plan, entity);
+  if (entityId === undefined) {
+    throw new InvalidEntityError(
+      `${entityType} has no '${plan.idField}' (or '_id') after ${plan.method} ran, so its history cannot be keyed. ` +
+        'Assign the id to the entity in the method (as ORMs and the MongoDB driver do), or set idField.',
+      entityType,
+    );
+  }
+  const version = stamp.version ?? entity[plan.versionField];
+  if (!Number.isInteger(version)) {
+    throw new InvalidEntityError(
+      `${entityType} ${entityId} carries no integer '${plan.versionField}' after ${plan.method} ran. ` +
+        'Add @Versioned() to the method so the library stamps one, or let your ORM maintain it (TypeORM @VersionColumn).',
+      entityType,
+    );
+  }
+  let snapshot: Record<string, unknown>;
+  try {
+    snapshot = takeSnapshot(entity, plan.ignore, plan.redact);
+  } catch (error) {
+    throw new InvalidEntityError(
+      `${entityType} ${entityId} cannot be copied into a history snapshot: ${(error as Error).message}. ` +
+        'Remove the field (or list it in ignore) so the entity is plain data.',
+      entityType,
+      { cause: error },
+    );
+  }
+  const context = ambient()?.history;
+  const extra = plan.metadata?.(info);
+  const metadata = context?.metadata || extra ? { ...context?.metadata, ...extra } : undefined;
+  const entry: HistoryEntry = {
+    entityType,
+    entityId,
+    version: version as number,
+    op: plan.op,
+    timestamp: stamp.timestamp,
+    snapshot,
+  };
+  if (context?.actor !== undefined) entry.actor = context.actor;
+  if (context?.reason !== undefined) entry.reason = context.reason;
+  if (metadata !== undefined) entry.metadata = metadata;
+  if (frame !== undefined) entry.txId = frame.txId;
+  const payload = (plan.map ? plan.map(entry) : entry) as HistoryEntry;
+  try {
+    await writer.save(payload, call.session);
+  } catch (error) {
+    if (error instanceof EventHistoryError) throw error;
+    if (frame?.adapter.isConflict?.(error)) {
+      throw new VersionConflictError(entityType, entityId, stamp.expectedVersion, {
+        cause: error,
+        detail: `history already holds version ${entry.version}`,
+      });
+    }
+    throw new HistoryWriteError(entityType, entityId, entry.version, error);
+  }
+}
+
+/** Maps a failure to the error the caller sees: the library's own as they are, driver conflicts as `VersionConflictError`. */
+function classify(
+  error: unknown,
+  call: Call,
+  stamp: Stamp | undefined,
+  adapter: TransactionAdapter<unknown> | undefined,
+): unknown {
+  if (error instanceof EventHistoryError || !adapter?.isConflict?.(error)) return error;
+  const id = idOf(call.plan, call.entity) ?? '(new)';
+  const expected = stamp?.expectedVersion ?? expectedOf(call);
+  return new VersionConflictError(call.entityType, id, expected, {
+    cause: error,
+    detail: call.plan.op === 'create' ? 'it already exists' : 'the database reported a write conflict',
+  });
+}
+
+function expectedOf(call: Call): number | undefined {
+  const version = call.entity[call.plan.versionField];
+  return call.plan.op !== 'create' && Number.isInteger(version) ? (version as number) : undefined;
+}
+
+function sessionOf(plan: CallPlan, args: readonly unknown[]): unknown {
+  const arg = args[plan.sessionIndex];
+  const explicit = isPlainObject(arg) && ('session' in arg || !findAdapter(arg)) ? arg.session : arg;
+  return explicit ?? ambient()?.session;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function entityTypeOf(plan: CallPlan, entity: unknown): string {
+  if (plan.entityType !== undefined) return plan.entityType;
+  if (entity !== null && typeof entity === 'object') {
+    const name = (entity as { constructor?: { name?: unknown } }).constructor?.name;
+    if (typeof name === 'string' && name !== '' && name !== 'Object') return name;
+  }
+  if (plan.designEntityType !== undefined) return plan.designEntityType;
+  return plan.serviceName.replace(/Service$/, '') || plan.serviceName;
+}
+
+function validateEntity(plan: CallPlan, entity: unknown, entityType: string): asserts entity is Entity {
+  const fail = (problem: string, fix: string): never => {
+    throw new InvalidEntityError(`${plan.method} ${problem}. ${fix}`, entityType);
+  };
+  if (entity === null || typeof entity !== 'object' || Array.isArray(entity)) {
+    fail(
+      `expects an entity object as argument ${plan.entityIndex}, got ${entity === null ? 'null' : Array.isArray(entity) ? 'an array' : typeof entity}`,
+      'Pass the entity there, or set entityIndex / @EntityArg() to where it is.',
+    );
+  }
+  if (Object.isFrozen(entity)) {
+    fail(`got a frozen ${entityType}, which cannot be stamped`, 'Pass a mutable copy ({ ...entity }).');
+  }
+  if (plan.op === 'create') return;
+  const record = entity as Entity;
+  const version = record[plan.versionField];
+  if (!Number.isInteger(version) || (version as number) < plan.initialVersion) {
+    fail(
+      `needs the ${entityType}'s current '${plan.versionField}' (an integer of at least ${plan.initialVersion}), got ${String(version)}`,
+      'Load the entity (with its version) before you update or delete it.',
+    );
+  }
+  if (idOf(plan, record) === undefined) {
+    fail(`needs the ${entityType}'s '${plan.idField}' (or '_id')`, 'Load the entity (with its id) before you update or delete it.');
+  }
+}
+
+function idOf(plan: CallPlan, entity: Entity): string | undefined {
+  const value = entity[plan.idField] ?? entity._id;
+  switch (typeof value) {
+    case 'string':
+      return value === '' ? undefined : value;
+    case 'number':
+    case 'bigint':
+      return String(value);
+    case 'object': {
+      if (value === null) return undefined;
+      const hex = (value as { toHexString?: unknown }).toHexString;
+      if (typeof hex === 'function') return String(hex.call(value));
+      return value.toString === Object.prototype.toString ? undefined : String(value);
+    }
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,80 @@
+import type { CallInfo } from '../context.js';
+import type { HistorySource } from '../decorators/options.js';
+import { markedParameters } from '../decorators/params.js';
+import { getMetadata } from '../decorators/reflect.js';
+import type { HistoryEntry, HistoryOp } from '../history/entry.js';
+import { defaultConflict } from './conflict.js';
+import { type MethodSpec, opOf } from './spec.js';
+
+/** A method's decorations resolved into the settings one call needs; built once per class. */
+export interface CallPlan {
+  readonly method: string;
+  readonly serviceName: string;
+  readonly op: HistoryOp;
+  readonly versioned: boolean;
+  readonly source: HistorySource | undefined;
+  readonly entityIndex: number;
+  readonly sessionIndex: number;
+  readonly versionField: string;
+  readonly timestampField: string;
+  readonly idField: string;
+  readonly initialVersion: number;
+  readonly clock: () => Date;
+  readonly requireSession: boolean;
+  readonly conflict: (result: unknown, call: CallInfo) => boolean;
+  readonly checksDefaultConflict: boolean;
+  readonly retries: number;
+  readonly entityType: string | undefined;
+  /** The entity parameter's `design:paramtypes` name, when reflect-metadata recorded one. */
+  readonly designEntityType: string | undefined;
+  readonly ignore: readonly string[];
+  readonly redact: readonly string[];
+  readonly metadata: ((call: CallInfo) => Record<string, unknown>) | undefined;
+  readonly map: ((entry: HistoryEntry) => unknown) | undefined;
+}
+
+const systemClock = (): Date => new Date();
+
+export function planFor(spec: MethodSpec, service: object): CallPlan {
+  const cached = spec.cache as { ctor: unknown; plan: CallPlan } | undefined;
+  const ctor = (service as { constructor?: unknown }).constructor;
+  if (cached !== undefined && cached.ctor === ctor) return cached.plan;
+  const plan = compile(spec, service);
+  spec.cache = { ctor, plan };
+  return plan;
+}
+
+function compile(spec: MethodSpec, service: object): CallPlan {
+  const v = spec.versioned?.options ?? {};
+  const t = spec.tracked?.options ?? {};
+  const marked = markedParameters(service, spec.name);
+  const entityIndex = marked.entity ?? v.entityIndex ?? t.entityIndex ?? 0;
+  const conflict = v.conflict ?? t.conflict;
+  const paramTypes = getMetadata('design:paramtypes', service, spec.name);
+  const designType = Array.isArray(paramTypes) ? (paramTypes[entityIndex] as { name?: unknown } | undefined) : undefined;
+  const serviceName = typeof service === 'function' ? service.name : service.constructor.name;
+  return Object.freeze({
+    method: `${serviceName}.${spec.name}`,
+    serviceName,
+    op: opOf(spec),
+    versioned: spec.versioned !== undefined,
+    source: spec.tracked?.source,
+    entityIndex,
+    sessionIndex: marked.session ?? v.sessionIndex ?? t.sessionIndex ?? 1,
+    versionField: v.versionField ?? t.versionField ?? 'version',
+    timestampField: v.timestampField ?? t.timestampField ?? 'timestamp',
+    idField: v.idField ?? t.idField ?? 'id',
+    initialVersion: v.initialVersion ?? 1,
+    clock: v.clock ?? t.clock ?? systemClock,
+    requireSession: v.requireSession ?? t.requireSession ?? true,
+    conflict: conflict ?? defaultConflict,
+    checksDefaultConflict: conflict === undefined,
+    retries: v.retries ?? t.retries ?? 3,
+    entityType: t.entityType,
+    designEntityType: typeof designType?.name === 'string' && designType.name !== 'Object' ? designType.name : undefined,
+    ignore: t.ignore ?? [],
+    redact: t.redact ?? [],
+    metadata: t.metadata,
+    map: t.map,
+  });
+}

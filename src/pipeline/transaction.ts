@@ -1,0 +1,57 @@
+import { randomUUID } from 'node:crypto';
+import { ambient, type TransactionFrame } from '../context.js';
+import type { TransactionAdapter } from '../transactions/adapter.js';
+import { adapterFor } from '../transactions/registry.js';
+
+/**
+ * How a call relates to transactions. Decided in one place, `propagation()`:
+ * - `none`: no session; the call runs without a transaction;
+ * - `nested`: a decorated call running inside another on the same session shares its frame;
+ * - `join`: the caller already began a transaction on the session; ours does not begin or commit;
+ * - `own`: this call begins, commits or rolls back, and may retry.
+ */
+export type Propagation =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'nested'; readonly frame: TransactionFrame }
+  | { readonly kind: 'join'; readonly frame: TransactionFrame }
+  | { readonly kind: 'own'; readonly adapter: TransactionAdapter<unknown> };
+
+export function propagation(session: unknown): Propagation {
+  if (session === undefined || session === null) return { kind: 'none' };
+  const outer = ambient()?.tx;
+  if (outer !== undefined && outer.session === session) return { kind: 'nested', frame: outer };
+  const adapter = adapterFor(session);
+  if (adapter.isActive(session)) return { kind: 'join', frame: newFrame(session, adapter) };
+  return { kind: 'own', adapter };
+}
+
+export function newFrame(session: unknown, adapter: TransactionAdapter<unknown>): TransactionFrame {
+  return { session, adapter, txId: adapter.transactionId?.(session) ?? randomUUID(), onRollback: [] };
+}
+
+/** Runs the undo actions of a rolled-back frame, newest first; one failing does not stop the rest. */
+export function undo(frame: TransactionFrame): void {
+  for (const action of frame.onRollback.splice(0).reverse()) {
+    try {
+      action();
+    } catch {
+      // Undo actions only restore in-memory state; a failure there must not hide the real error.
+    }
+  }
+}
+
+/** Looks through `cause` links, since a nested call may have wrapped the driver's error. */
+export function anyCause(error: unknown, test: (error: unknown) => boolean): boolean {
+  let current = error;
+  for (let depth = 0; depth < 8 && current !== undefined && current !== null; depth++) {
+    if (test(current)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** A short pause before retrying, growing with each attempt, with jitter so racing callers spread out. */
+export function backoff(attempt: number): Promise<void> {
+  const ms = Math.random() * 5 * 2 ** Math.min(attempt, 6);
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

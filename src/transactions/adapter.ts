@@ -1,0 +1,32 @@
+/**
+ * Teaches the library how to run work inside a transaction on one kind of session object.
+ * Adapters are matched structurally, so the library never imports a driver.
+ *
+ * ```ts
+ * const adapter: TransactionAdapter<MySession> = {
+ *   name: 'my-db',
+ *   matches: (s): s is MySession => s instanceof MySession,
+ *   isActive: (s) => s.inTransaction,
+ *   async run(s, work) {
+ *     await s.begin();
+ *     try { const r = await work(); await s.commit(); return r; }
+ *     catch (e) { await s.rollback(); throw e; }
+ *   },
+ * };
+ * ```
+ */
+export interface TransactionAdapter<S = unknown> {
+  readonly name: string;
+  /** Structural check: is this session one this adapter drives? */
+  matches(session: unknown): session is S;
+  /** Is the session already inside a transaction (which a call then joins)? */
+  isActive(session: S): boolean;
+  /** Begin a transaction, run `work`, commit; roll back and rethrow when anything fails. */
+  run<R>(session: S, work: () => Promise<R>): Promise<R>;
+  /** A unique-key violation or write conflict: reported as `VersionConflictError`. */
+  isConflict?(error: unknown): boolean;
+  /** A failure worth retrying the whole transaction for (serialization failure, deadlock). */
+  isTransient?(error: unknown): boolean;
+  /** The database's own id of the running transaction, when it has one. */
+  transactionId?(session: S): string | undefined;
+}

@@ -36,7 +36,6 @@ export default defineConfig({
   test: {
     projects: [
       {
-        extends: false,
         oxc: false,
         plugins: [typescript('./tsconfig.json')],
         test: {
@@ -49,7 +48,6 @@ export default defineConfig({
         },
       },
       {
-        extends: false,
         oxc: false,
         plugins: [typescript('./tsconfig.standard.json')],
         test: { ...shared, name: 'standard', include: unit, exclude: ['test/**/*.legacy.test.ts'] },

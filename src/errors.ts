@@ -6,6 +6,7 @@ export type EventHistoryErrorCode =
   | 'DECORATOR_ERROR'
   | 'MISSING_SESSION'
   | 'UNSUPPORTED_SESSION'
+  | 'SESSION_ENDED'
   | 'INVALID_ENTITY'
   | 'VERSION_CONFLICT'
   | 'HISTORY_WRITE_FAILED';
@@ -81,6 +82,28 @@ export class UnsupportedSessionError extends EventHistoryError {
       `No transaction adapter recognises a session of type ${sessionType} (adapters tried: ${known.join(', ') || 'none'}). ` +
         'Pass the driver session itself (a MongoDB ClientSession, a pg client, a mysql connection, a better-sqlite3 Database), ' +
         'or register an adapter for this type with registerTransactionAdapter({ name, matches, isActive, run }).',
+    );
+    this.sessionType = sessionType;
+  }
+}
+
+/**
+ * The session passed to a decorated call has already ended (a MongoDB `ClientSession` after
+ * `endSession()`), so no transaction can run on it. Nothing was called and nothing was written.
+ *
+ * ```ts
+ * const session = client.startSession();
+ * try { await orders.save(order, session); } finally { await session.endSession(); } // end it after, not before
+ * ```
+ */
+export class SessionEndedError extends EventHistoryError {
+  readonly sessionType: string;
+
+  constructor(sessionType: string) {
+    super(
+      'SESSION_ENDED',
+      `The ${sessionType} given to this call has already ended, so it cannot run a transaction. ` +
+        'Start a new session (client.startSession()) for the call, and end a session only after the calls that use it.',
     );
     this.sessionType = sessionType;
   }

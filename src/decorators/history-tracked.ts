@@ -29,8 +29,13 @@ export function HistoryTracked<M extends string = never>(
   }
   const settings: HistoryTrackedOptions = Object.freeze({ ...options });
   const decorator = (...args: unknown[]): unknown =>
-    applyDecoration('@HistoryTracked', settings.methods, (level, op) => ({
-      tracked: { level, op: settings.op ?? op, source, options: settings },
-    }), args);
+    applyDecoration(
+      '@HistoryTracked',
+      settings.methods,
+      (level, op) => ({
+        tracked: { level, op: settings.op ?? op, source, options: settings },
+      }),
+      args,
+    );
   return decorator as ClassOrMethodDecorator<ServiceShape<M>>;
 }

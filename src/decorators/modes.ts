@@ -34,8 +34,11 @@ export function applyDecoration(
   const [target, second, third] = args;
   if (isStandardContext(second)) {
     if (second.kind === 'class') return void decorateClass(label, target, methods, factory);
-    if (second.kind === 'method') return decorate(target, String(second.name), factory('method', undefined), createWrapper);
-    throw new DecoratorError(`${label} decorates classes and methods; it was applied to a ${second.kind} '${String(second.name)}'.`);
+    if (second.kind === 'method')
+      return decorate(target, String(second.name), factory('method', undefined), createWrapper);
+    throw new DecoratorError(
+      `${label} decorates classes and methods; it was applied to a ${second.kind} '${String(second.name)}'.`,
+    );
   }
   if (args.length === 1 && typeof target === 'function') return void decorateClass(label, target, methods, factory);
   if (args.length === 3 && isDescriptor(third)) {

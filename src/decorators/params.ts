@@ -18,8 +18,8 @@ function parameterDecorator(role: ParamRole, metadataKey: string) {
       );
     }
     const name = String(key);
-    let methods = store.get(target);
-    if (!methods) store.set(target, (methods = new Map()));
+    const methods = store.get(target) ?? new Map<string, RoleIndexes>();
+    store.set(target, methods);
     methods.set(name, { ...methods.get(name), [role]: index });
     defineMetadata(metadataKey, index, target, key);
   };

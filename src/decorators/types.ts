@@ -3,8 +3,16 @@ export type AsyncMethodLike = (...args: never[]) => PromiseLike<unknown>;
 
 /** The instance shape a class decorator needs: the listed methods, each returning a Promise. */
 export type ServiceShape<M extends string> = [M] extends [never]
-  ? { save?: AsyncMethodLike; update?: AsyncMethodLike }
-  : { [K in M]: AsyncMethodLike };
+  ? DefaultServiceShape
+  : string extends M
+    ? DefaultServiceShape
+    : { [K in M]: AsyncMethodLike };
+
+/** The default methods a class decorator wraps, where present. */
+export interface DefaultServiceShape {
+  save?: AsyncMethodLike;
+  update?: AsyncMethodLike;
+}
 
 /**
  * A decorator usable on a class or a method, compiled with `experimentalDecorators` or as a

@@ -19,11 +19,18 @@ import type { ClassOrMethodDecorator, ServiceShape } from './types.js';
  * }
  * ```
  */
-export function Versioned<M extends string = never>(options: VersionedOptions<M> = {}): ClassOrMethodDecorator<ServiceShape<M>> {
+export function Versioned<M extends string = never>(
+  options: VersionedOptions<M> = {},
+): ClassOrMethodDecorator<ServiceShape<M>> {
   const settings: VersionedOptions = Object.freeze({ ...options });
   const decorator = (...args: unknown[]): unknown =>
-    applyDecoration('@Versioned', settings.methods, (level, op) => ({
-      versioned: { level, op: settings.op ?? op, options: settings },
-    }), args);
+    applyDecoration(
+      '@Versioned',
+      settings.methods,
+      (level, op) => ({
+        versioned: { level, op: settings.op ?? op, options: settings },
+      }),
+      args,
+    );
   return decorator as ClassOrMethodDecorator<ServiceShape<M>>;
 }

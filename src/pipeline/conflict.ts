@@ -1,4 +1,11 @@
-const NOTHING_MATCHED_FIELDS = ['matchedCount', 'rowCount', 'affectedRows', 'affected', 'count', 'deletedCount'] as const;
+const NOTHING_MATCHED_FIELDS = [
+  'matchedCount',
+  'rowCount',
+  'affectedRows',
+  'affected',
+  'count',
+  'deletedCount',
+] as const;
 
 /**
  * The default reading of a guarded write's result: did it match nothing? Covers MongoDB

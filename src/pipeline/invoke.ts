@@ -1,6 +1,12 @@
 import { ambient, type CallInfo, runWithAmbient, type TransactionFrame } from '../context.js';
-import { DecoratorError, EventHistoryError, InvalidEntityError, MissingSessionError, VersionConflictError } from '../errors.js';
-import { HistoryWriteError } from '../errors.js';
+import {
+  DecoratorError,
+  EventHistoryError,
+  HistoryWriteError,
+  InvalidEntityError,
+  MissingSessionError,
+  VersionConflictError,
+} from '../errors.js';
 import type { HistoryEntry, HistoryWriter } from '../history/entry.js';
 import { takeSnapshot } from '../history/snapshot.js';
 import type { TransactionAdapter } from '../transactions/adapter.js';
@@ -93,7 +99,8 @@ async function attempt(
       txId: frame?.txId,
       args: call.args,
     };
-    const scope = call.session === undefined ? { call: info, tx: frame } : { call: info, tx: frame, session: call.session };
+    const scope =
+      call.session === undefined ? { call: info, tx: frame } : { call: info, tx: frame, session: call.session };
     const result = await runWithAmbient(scope, () => runOriginal(call));
     if ((plan.op !== 'create' || !plan.checksDefaultConflict) && plan.conflict(result, info)) {
       throw new VersionConflictError(call.entityType, idOf(plan, entity) ?? '(unknown id)', stamp.expectedVersion, {
@@ -252,7 +259,10 @@ function validateEntity(plan: CallPlan, entity: unknown, entityType: string): as
     );
   }
   if (idOf(plan, record) === undefined) {
-    fail(`needs the ${entityType}'s '${plan.idField}' (or '_id')`, 'Load the entity (with its id) before you update or delete it.');
+    fail(
+      `needs the ${entityType}'s '${plan.idField}' (or '_id')`,
+      'Load the entity (with its id) before you update or delete it.',
+    );
   }
 }
 

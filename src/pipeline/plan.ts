@@ -51,7 +51,9 @@ function compile(spec: MethodSpec, service: object): CallPlan {
   const entityIndex = marked.entity ?? v.entityIndex ?? t.entityIndex ?? 0;
   const conflict = v.conflict ?? t.conflict;
   const paramTypes = getMetadata('design:paramtypes', service, spec.name);
-  const designType = Array.isArray(paramTypes) ? (paramTypes[entityIndex] as { name?: unknown } | undefined) : undefined;
+  const designType = Array.isArray(paramTypes)
+    ? (paramTypes[entityIndex] as { name?: unknown } | undefined)
+    : undefined;
   const serviceName = typeof service === 'function' ? service.name : service.constructor.name;
   return Object.freeze({
     method: `${serviceName}.${spec.name}`,
@@ -71,7 +73,8 @@ function compile(spec: MethodSpec, service: object): CallPlan {
     checksDefaultConflict: conflict === undefined,
     retries: v.retries ?? t.retries ?? 3,
     entityType: t.entityType,
-    designEntityType: typeof designType?.name === 'string' && designType.name !== 'Object' ? designType.name : undefined,
+    designEntityType:
+      typeof designType?.name === 'string' && designType.name !== 'Object' ? designType.name : undefined,
     ignore: t.ignore ?? [],
     redact: t.redact ?? [],
     metadata: t.metadata,

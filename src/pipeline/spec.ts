@@ -94,7 +94,9 @@ export function decorate(
   createWrapper: (spec: MethodSpec) => WrappedMethod,
 ): WrappedMethod {
   if (typeof fn !== 'function') {
-    throw new DecoratorError(`${name} is not a method, so it cannot be versioned or tracked. Decorate methods or classes only.`);
+    throw new DecoratorError(
+      `${name} is not a method, so it cannot be versioned or tracked. Decorate methods or classes only.`,
+    );
   }
   const existing = specOf(fn);
   const spec: MethodSpec = existing ?? { name, original: fn as AsyncMethod };

@@ -36,19 +36,27 @@ export function resolveWriter(source: HistorySource, service: object, method: st
   return checked(source, `the history writer given to ${method}`);
 }
 
-function resolveClass(writerClass: abstract new (...args: never[]) => unknown, service: object, method: string): HistoryWriter {
-  let cache = byClass.get(writerClass);
-  const hit = cache?.get(service);
+function resolveClass(
+  writerClass: abstract new (...args: never[]) => unknown,
+  service: object,
+  method: string,
+): HistoryWriter {
+  const cache = byClass.get(writerClass) ?? new WeakMap<object, HistoryWriter>();
+  const hit = cache.get(service);
   if (hit) return hit;
   const fromResolver = holder[RESOLVER_KEY]?.(writerClass);
   const found = fromResolver ?? findProperty(writerClass, service, method);
   const writer = checked(found, `the ${writerClass.name} instance used by ${method}`);
-  if (!cache) byClass.set(writerClass, (cache = new WeakMap()));
   cache.set(service, writer);
+  byClass.set(writerClass, cache);
   return writer;
 }
 
-function findProperty(writerClass: abstract new (...args: never[]) => unknown, service: object, method: string): unknown {
+function findProperty(
+  writerClass: abstract new (...args: never[]) => unknown,
+  service: object,
+  method: string,
+): unknown {
   const matches = Object.keys(service).filter(
     (key) => (service as Record<string, unknown>)[key] instanceof writerClass,
   );

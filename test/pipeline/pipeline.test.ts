@@ -10,8 +10,8 @@ import {
   MissingSessionError,
   runInSession,
   UnsupportedSessionError,
-  Versioned,
   VersionConflictError,
+  Versioned,
   withHistoryContext,
 } from '../../src/index.js';
 import { FakeDbError, FakeHistoryWriter, type FakeSession, historyRows } from '../support/fake-db.js';
@@ -231,9 +231,9 @@ describe('optimistic concurrency', () => {
       }
     }
     const { session } = setup();
-    await expect(new Service().update(Object.assign(new Order('o', 1), { version: 1 }), session)).rejects.toBeInstanceOf(
-      VersionConflictError,
-    );
+    await expect(
+      new Service().update(Object.assign(new Order('o', 1), { version: 1 }), session),
+    ).rejects.toBeInstanceOf(VersionConflictError);
   });
 });
 
@@ -466,7 +466,9 @@ describe('history context', () => {
     }
     const service = new Service();
     await Promise.all(
-      Array.from({ length: 20 }, (_, i) => withHistoryContext({ actor: `u${i}` }, () => service.save(new Order(`o${i}`, i)))),
+      Array.from({ length: 20 }, (_, i) =>
+        withHistoryContext({ actor: `u${i}` }, () => service.save(new Order(`o${i}`, i))),
+      ),
     );
     for (let i = 0; i < 20; i++) expect((await history.latest('Order', `o${i}`))?.actor).toBe(`u${i}`);
   });

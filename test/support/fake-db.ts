@@ -85,15 +85,18 @@ export class FakeSession {
       const [table, id] = key.split('\u0000') as [string, string];
       const now = this.db.tables.get(table)?.get(id)?.revision;
       if (now !== baseRevision) {
-        throw new FakeDbError(baseRevision === undefined ? 'DUPLICATE_KEY' : 'WRITE_CONFLICT', `${table} ${id} changed concurrently`);
+        throw new FakeDbError(
+          baseRevision === undefined ? 'DUPLICATE_KEY' : 'WRITE_CONFLICT',
+          `${table} ${id} changed concurrently`,
+        );
       }
     }
     for (const key of tx.writes.keys()) {
       const [table, id] = key.split('\u0000') as [string, string];
       const stored = tx.tables.get(table)?.get(id);
       if (!stored) continue;
-      let rows = this.db.tables.get(table);
-      if (!rows) this.db.tables.set(table, (rows = new Map()));
+      const rows = this.db.tables.get(table) ?? new Map<string, Stored>();
+      this.db.tables.set(table, rows);
       rows.set(id, { row: stored.row, revision: this.db.nextRevision() });
     }
     this.commits += 1;
@@ -112,7 +115,8 @@ export class FakeSession {
 
   async update(table: string, id: string, expectedVersion: number | undefined, row: Record<string, unknown>) {
     const current = this.#view(table).get(id);
-    if (!current || (expectedVersion !== undefined && current.row.version !== expectedVersion)) return { matchedCount: 0 };
+    if (!current || (expectedVersion !== undefined && current.row.version !== expectedVersion))
+      return { matchedCount: 0 };
     this.#write(table, id, row);
     return { matchedCount: 1 };
   }
@@ -124,8 +128,8 @@ export class FakeSession {
 
   #view(table: string): Map<string, Stored> {
     const tables = this.#tx?.tables ?? this.db.tables;
-    let rows = tables.get(table);
-    if (!rows) tables.set(table, (rows = new Map()));
+    const rows = tables.get(table) ?? new Map<string, Stored>();
+    tables.set(table, rows);
     return rows;
   }
 
@@ -153,7 +157,8 @@ export const fakeAdapter: TransactionAdapter<FakeSession> = {
     await session.commit();
     return result;
   },
-  isConflict: (error) => error instanceof FakeDbError && (error.code === 'DUPLICATE_KEY' || error.code === 'WRITE_CONFLICT'),
+  isConflict: (error) =>
+    error instanceof FakeDbError && (error.code === 'DUPLICATE_KEY' || error.code === 'WRITE_CONFLICT'),
   isTransient: (error) => error instanceof FakeDbError && error.code === 'TRANSIENT',
   transactionId: (session) => (session.txNumber === undefined ? undefined : `fake-${session.txNumber}`),
 };

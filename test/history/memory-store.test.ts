@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { type HistoryEntry, MemoryHistoryStore, VersionConflictError } from '../../src/index.js';
+
+function entry(version: number, at: string, id = 'o1'): HistoryEntry {
+  return {
+    entityType: 'Order',
+    entityId: id,
+    version,
+    op: version === 1 ? 'create' : 'update',
+    timestamp: new Date(at),
+    snapshot: { total: version * 10, at: new Date(at) },
+  };
+}
+
+describe('MemoryHistoryStore', () => {
+  const store = new MemoryHistoryStore();
+  store.save(entry(2, '2026-01-02T00:00:00Z'));
+  store.save(entry(1, '2026-01-01T00:00:00Z'));
+  store.save(entry(3, '2026-01-03T00:00:00Z'));
+  store.save(entry(1, '2026-01-01T00:00:00Z', 'other'));
+
+  it('lists one entity’s entries in ascending version order, within bounds and a limit', async () => {
+    expect((await store.list('Order', 'o1')).map((e) => e.version)).toEqual([1, 2, 3]);
+    expect((await store.list('Order', 'o1', { fromVersion: 2 })).map((e) => e.version)).toEqual([2, 3]);
+    expect((await store.list('Order', 'o1', { toVersion: 2, limit: 1 })).map((e) => e.version)).toEqual([1]);
+    expect(await store.list('Order', 'missing')).toEqual([]);
+  });
+
+  it('reads one version, the latest, and the version in force at a time', async () => {
+    expect((await store.at('Order', 'o1', 2))?.snapshot).toEqual({ total: 20, at: new Date('2026-01-02T00:00:00Z') });
+    expect(await store.at('Order', 'o1', 9)).toBeUndefined();
+    expect((await store.latest('Order', 'o1'))?.version).toBe(3);
+    expect((await store.asOf('Order', 'o1', new Date('2026-01-02T12:00:00Z')))?.version).toBe(2);
+    expect((await store.asOf('Order', 'o1', new Date('2026-01-02T00:00:00Z')))?.version).toBe(2);
+    expect(await store.asOf('Order', 'o1', new Date('2025-12-31T00:00:00Z'))).toBeUndefined();
+  });
+
+  it('enforces the unique (entityType, entityId, version) key with VersionConflictError', () => {
+    expect(() => store.save(entry(2, '2026-02-01T00:00:00Z'))).toThrow(VersionConflictError);
+  });
+
+  it('hands out copies, so readers cannot change what is stored', async () => {
+    const read = await store.at('Order', 'o1', 1);
+    if (read) (read.snapshot as { total: number }).total = -1;
+    expect((await store.at('Order', 'o1', 1))?.snapshot).toMatchObject({ total: 10 });
+  });
+});

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { takeSnapshot } from '../../src/index.js';
+
+describe('takeSnapshot', () => {
+  it('copies deeply and keeps Dates as Dates', () => {
+    const entity = { at: new Date(5), nested: { list: [1, { deep: true }] } };
+    const copy = takeSnapshot(entity);
+    expect(copy).toEqual(entity);
+    expect(copy.at).not.toBe(entity.at);
+    expect(copy.nested).not.toBe(entity.nested);
+  });
+
+  it('turns Maps, Sets, BigInts, typed arrays and toJSON values into JSON-safe data', () => {
+    const copy = takeSnapshot({
+      byName: new Map([['a', 1]]),
+      byKey: new Map<unknown, number>([[1, 2]]),
+      tags: new Set(['x', 'y']),
+      big: 12345678901234567890n,
+      bytes: new Uint8Array([1, 2]),
+      oid: { toJSON: () => '65a1f0' },
+      skipped: () => 1,
+      missing: undefined,
+      [Symbol('hidden')]: 1,
+    });
+    expect(copy).toEqual({
+      byName: { a: 1 },
+      byKey: [[1, 2]],
+      tags: ['x', 'y'],
+      big: '12345678901234567890',
+      bytes: [1, 2],
+      oid: '65a1f0',
+    });
+  });
+
+  it('removes ignored paths and masks redacted ones, also through arrays, without touching the entity', () => {
+    const entity = { secret: 's', items: [{ price: 1, cost: 2 }], card: { number: '4111' } };
+    const copy = takeSnapshot(entity, ['items.cost'], ['secret', 'card.number', 'absent.path']);
+    expect(copy).toEqual({ secret: '[redacted]', items: [{ price: 1 }], card: { number: '[redacted]' } });
+    expect(entity).toEqual({ secret: 's', items: [{ price: 1, cost: 2 }], card: { number: '4111' } });
+  });
+
+  it('copies a value shared by two fields twice, but rejects a cycle', () => {
+    const shared = { n: 1 };
+    expect(takeSnapshot({ a: shared, b: shared })).toEqual({ a: { n: 1 }, b: { n: 1 } });
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = { back: cyclic };
+    expect(() => takeSnapshot(cyclic)).toThrow(/cycle/);
+  });
+});

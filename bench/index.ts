@@ -15,7 +15,8 @@ async function measure(name: string, fn: () => Promise<void>): Promise<Sample> {
   const bench = new Bench({ time: smoke ? 20 : 1000, warmupTime: smoke ? 5 : 200, iterations: smoke ? 10 : 64 });
   bench.add(name, fn);
   await bench.run();
-  const latency = bench.tasks[0]?.result && 'latency' in bench.tasks[0].result ? bench.tasks[0].result.latency : undefined;
+  const latency =
+    bench.tasks[0]?.result && 'latency' in bench.tasks[0].result ? bench.tasks[0].result.latency : undefined;
   if (!latency) throw new Error(`benchmark ${name} produced no result`);
   return { median: latency.p50 ?? latency.mean, p99: latency.p99 ?? latency.max };
 }
@@ -29,7 +30,11 @@ async function main(): Promise<void> {
   const pair = inProcessPair();
   const decorated: number[] = [];
   const hand: number[] = [];
-  // Alternate the two so drift in machine load affects both alike.
+  // A discarded round lets the JIT settle; then alternate the two so drift in load affects both alike.
+  if (!smoke) {
+    await measure('warm-up hand-written', pair.handWritten);
+    await measure('warm-up decorated', pair.decorated);
+  }
   for (let round = 0; round < rounds; round++) {
     hand.push((await measure('hand-written', pair.handWritten)).median);
     decorated.push((await measure('decorated', pair.decorated)).median);

@@ -28,7 +28,7 @@ export interface CallOptions<M extends string = string> {
   /**
    * Decides from the method's result that nothing matched (a lost race). The default treats
    * `{ matchedCount: 0 }`, `{ rowCount: 0 }`, `{ affectedRows: 0 }`, `{ affected: 0 }`,
-   * `{ count: 0 }`, `{ deletedCount: 0 }` and `false` from an update or delete as a conflict.
+   * `{ count: 0 }`, `{ deletedCount: 0 }`, `{ changes: 0 }` and `false` from an update or delete as a conflict.
    */
   conflict?: (result: unknown, call: CallInfo) => boolean;
   /** Retries after a transient failure when the call owns the transaction. Default 3. */

@@ -5,13 +5,14 @@ const NOTHING_MATCHED_FIELDS = [
   'affected',
   'count',
   'deletedCount',
+  'changes',
 ] as const;
 
 /**
  * The default reading of a guarded write's result: did it match nothing? Covers MongoDB
  * (`matchedCount`, `deletedCount`), pg (`rowCount` of an UPDATE or DELETE), mysql2 and mariadb
- * (`affectedRows`, also inside mysql2's `[result, fields]` pair), TypeORM (`affected`),
- * Prisma (`count`) and a plain `false`. Only applied to update and delete calls.
+ * (`affectedRows`, also inside mysql2's `[result, fields]` pair), better-sqlite3 (`changes`),
+ * TypeORM (`affected`), Prisma (`count`) and a plain `false`. Only applied to update and delete calls.
  */
 export function defaultConflict(result: unknown): boolean {
   if (result === false) return true;

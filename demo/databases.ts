@@ -62,7 +62,9 @@ export async function sqliteDemo(): Promise<DemoDatabase<Database.Database>> {
         .prepare('UPDATE orders SET items = ?, address = ?, version = ?, timestamp = ? WHERE id = ? AND version = ?')
         .run(JSON.stringify(o.items), o.address, o.version, o.timestamp?.toISOString(), o.id, expected),
     read: async (id) => fromRecord(db.prepare('SELECT * FROM orders WHERE id = ?').get(id) as OrderRecord | undefined),
-    close: async () => db.close(),
+    close: async () => {
+      db.close();
+    },
   };
 }
 
@@ -91,14 +93,10 @@ export async function postgresDemo(url: string): Promise<DemoDatabase<pg.PoolCli
         o.timestamp,
       ]),
     update: (s, o, expected) =>
-      s.query(`UPDATE ${orders} SET items = $1, address = $2, version = $3, timestamp = $4 WHERE id = $5 AND version = $6`, [
-        JSON.stringify(o.items),
-        o.address,
-        o.version,
-        o.timestamp,
-        o.id,
-        expected,
-      ]),
+      s.query(
+        `UPDATE ${orders} SET items = $1, address = $2, version = $3, timestamp = $4 WHERE id = $5 AND version = $6`,
+        [JSON.stringify(o.items), o.address, o.version, o.timestamp, o.id, expected],
+      ),
     read: async (id) => {
       const { rows } = await pool.query(`SELECT * FROM ${orders} WHERE id = $1`, [id]);
       const row = rows[0] as (Omit<OrderRecord, 'items'> & { items: string[] }) | undefined;

@@ -4,8 +4,8 @@ import {
   type HistoryEntry,
   HistoryTracked,
   type HistoryWriter,
-  Versioned,
   VersionConflictError,
+  Versioned,
   withHistoryContext,
 } from '../src/index.js';
 import { type DemoDatabase, type Order, postgresDemo, sqliteDemo } from './databases.js';
@@ -29,15 +29,15 @@ class UnreliableHistory implements HistoryWriter {
 
 @Versioned()
 @HistoryTracked('history', { entityType: 'Order' })
-class OrderService {
+class OrderService<S> {
   readonly history: UnreliableHistory;
-  constructor(private readonly db: DemoDatabase) {
+  constructor(private readonly db: DemoDatabase<S>) {
     this.history = new UnreliableHistory(db.history);
   }
-  async save(order: Order, session: unknown) {
+  async save(order: Order, session: S) {
     return this.db.insert(session, order);
   }
-  async update(order: Order, session: unknown) {
+  async update(order: Order, session: S) {
     return this.db.update(session, order, expectedVersion(order));
   }
 }
@@ -46,7 +46,11 @@ const say = (text: string) => console.log(`\n• ${text}`);
 
 async function main(): Promise<void> {
   const url = process.env.DATABASE_URL;
-  const db = url ? await postgresDemo(url) : await sqliteDemo();
+  if (url) await tell(await postgresDemo(url));
+  else await tell(await sqliteDemo());
+}
+
+async function tell<S>(db: DemoDatabase<S>): Promise<void> {
   console.log(`event-history demo on ${db.label}`);
   const orders = new OrderService(db);
   const session = await db.session();

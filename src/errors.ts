@@ -9,7 +9,17 @@ export type EventHistoryErrorCode =
   | 'SESSION_ENDED'
   | 'INVALID_ENTITY'
   | 'VERSION_CONFLICT'
-  | 'HISTORY_WRITE_FAILED';
+  | 'HISTORY_WRITE_FAILED'
+  | TransactionStateErrorCode;
+
+/**
+ * What went wrong with a transaction; see {@link TransactionStateError}.
+ *
+ * ```ts
+ * if (error instanceof TransactionStateError && error.code === 'TRANSACTION_STATUS_UNKNOWN') upgradePg();
+ * ```
+ */
+export type TransactionStateErrorCode = 'TRANSACTION_ABORTED' | 'TRANSACTION_CLOSED' | 'TRANSACTION_STATUS_UNKNOWN';
 
 /**
  * Base class of every error the library throws.
@@ -183,5 +193,26 @@ export class HistoryWriteError extends EventHistoryError {
     this.entityType = entityType;
     this.entityId = entityId;
     this.version = version;
+  }
+}
+
+/**
+ * A transaction could not be committed or used as it stood: the database had already aborted it
+ * (`TRANSACTION_ABORTED`), it was ended inside the call or the transaction object passed as the
+ * session was closed (`TRANSACTION_CLOSED`), or the session cannot tell whether it is inside a
+ * transaction (`TRANSACTION_STATUS_UNKNOWN`: an old or native pg client). Nothing of the call was kept.
+ *
+ * ```ts
+ * catch (e) { if (e instanceof TransactionStateError && e.code === 'TRANSACTION_ABORTED') retryLater(); }
+ * ```
+ */
+export class TransactionStateError extends EventHistoryError {
+  declare readonly code: TransactionStateErrorCode;
+  /** The name of the transaction adapter that noticed it. */
+  readonly adapter: string;
+
+  constructor(adapter: string, code: TransactionStateErrorCode, message: string) {
+    super(code, message);
+    this.adapter = adapter;
   }
 }

@@ -11,13 +11,15 @@ export type {
 export { EntityArg, SessionArg } from './decorators/params.js';
 export type { AsyncMethodLike, ClassOrMethodDecorator, DefaultServiceShape, ServiceShape } from './decorators/types.js';
 export { Versioned } from './decorators/versioned.js';
-export type { EventHistoryErrorCode } from './errors.js';
+export type { EventHistoryErrorCode, TransactionStateErrorCode } from './errors.js';
 export {
   DecoratorError,
   EventHistoryError,
   HistoryWriteError,
   InvalidEntityError,
   MissingSessionError,
+  SessionEndedError,
+  TransactionStateError,
   UnsupportedSessionError,
   VersionConflictError,
 } from './errors.js';

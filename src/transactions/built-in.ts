@@ -1,7 +1,20 @@
 import type { TransactionAdapter } from './adapter.js';
+import { mariadbAdapter } from './mariadb.js';
+import { mongodbAdapter } from './mongodb.js';
+import { mysql2Adapter } from './mysql2.js';
+import { pgAdapter } from './pg.js';
+import { pgliteAdapter } from './pglite.js';
+import { sqliteAdapter } from './sqlite.js';
 
 /**
  * The adapters tried after the user's, in order. Each matches its driver's session
  * structurally; none imports a driver.
  */
-export const builtInAdapters: readonly TransactionAdapter<unknown>[] = [];
+export const builtInAdapters: readonly TransactionAdapter<unknown>[] = [
+  mongodbAdapter as TransactionAdapter<unknown>,
+  pgAdapter as TransactionAdapter<unknown>,
+  pgliteAdapter as TransactionAdapter<unknown>,
+  sqliteAdapter as TransactionAdapter<unknown>,
+  mysql2Adapter as TransactionAdapter<unknown>,
+  mariadbAdapter as TransactionAdapter<unknown>,
+];

@@ -1,0 +1,189 @@
+import { VersionConflictError } from '../errors.js';
+import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from '../history/entry.js';
+import { assertIdentifier } from '../history/identifier.js';
+import { type MongoSessionLike, mongodbAdapter } from '../transactions/mongodb.js';
+
+/** A history entry as stored: the entry's own fields, plus the `_id` MongoDB adds. */
+type HistoryDocument = Record<string, unknown>;
+
+type SortSpec = Readonly<Record<string, 1 | -1>>;
+
+interface MongoFindCursorLike {
+  toArray(): Promise<HistoryDocument[]>;
+}
+
+/** The few `Collection` methods the store calls; a driver `Collection` satisfies it. */
+interface MongoCollectionLike {
+  insertOne(document: HistoryDocument, options?: { session?: MongoSessionLike }): Promise<unknown>;
+  find(
+    filter: HistoryDocument,
+    options?: { sort?: SortSpec; limit?: number; projection?: Readonly<Record<string, 0 | 1>> },
+  ): MongoFindCursorLike;
+  createIndex(keys: SortSpec, options?: { name?: string; unique?: boolean }): Promise<string>;
+}
+
+/**
+ * The part of the MongoDB driver's `Db` the store uses, declared here so that the library never
+ * imports `mongodb`. A driver `Db` satisfies it.
+ *
+ * ```ts
+ * const db: MongoDbLike = client.db('shop');
+ * ```
+ */
+export interface MongoDbLike {
+  collection(name: string): MongoCollectionLike;
+}
+
+/**
+ * Options of {@link MongoHistoryStore}.
+ *
+ * ```ts
+ * new MongoHistoryStore(db, { collection: 'order_history' });
+ * ```
+ */
+export interface MongoHistoryStoreOptions {
+  /** The collection entries are kept in; letters, digits and underscores. Default `entity_history`. */
+  readonly collection?: string;
+}
+
+const DEFAULT_COLLECTION = 'entity_history';
+const VERSION_INDEX = 'entity_history_version_key';
+const TIMESTAMP_INDEX = 'entity_history_timestamp';
+const WITHOUT_ID = Object.freeze({ _id: 0 as const });
+
+/**
+ * History kept in a MongoDB collection, one document per entity version. Entries written
+ * through `save(entry, session)` join the session's transaction; timestamps and Dates inside
+ * snapshots stay native BSON dates. A unique index on (entityType, entityId, version) turns a
+ * second writer of the same version into a `VersionConflictError`.
+ *
+ * ```ts
+ * import { MongoHistoryStore } from 'event-history/mongodb';
+ *
+ * const history = new MongoHistoryStore(client.db('shop'));
+ * await history.ensureSchema();
+ *
+ * @Versioned()
+ * @HistoryTracked(history)
+ * class OrderService { ... }
+ *
+ * const versions = await history.list('Order', '42');
+ * ```
+ */
+export class MongoHistoryStore implements HistoryWriter<MongoSessionLike>, HistoryReader {
+  /** The collection's name. */
+  readonly collectionName: string;
+  readonly #collection: MongoCollectionLike;
+
+  constructor(db: MongoDbLike, options: MongoHistoryStoreOptions = {}) {
+    this.collectionName = assertIdentifier(options.collection ?? DEFAULT_COLLECTION, 'MongoHistoryStore collection');
+    this.#collection = db.collection(this.collectionName);
+  }
+
+  /**
+   * Creates the collection's indexes: the unique (entityType, entityId, version) key and an
+   * (entityType, entityId, timestamp) index for time queries. Safe to call on every start.
+   *
+   * ```ts
+   * await new MongoHistoryStore(db).ensureSchema();
+   * ```
+   */
+  async ensureSchema(): Promise<void> {
+    await this.#collection.createIndex(
+      { entityType: 1, entityId: 1, version: 1 },
+      { name: VERSION_INDEX, unique: true },
+    );
+    await this.#collection.createIndex({ entityType: 1, entityId: 1, timestamp: 1 }, { name: TIMESTAMP_INDEX });
+  }
+
+  /**
+   * Inserts one entry, inside the session's transaction when a session is given. Without a
+   * session, a version the collection already holds is a `VersionConflictError`; with one, the
+   * driver's duplicate-key error is left for the transaction to report (as the same error).
+   *
+   * ```ts
+   * await history.save(entry, session);
+   * ```
+   */
+  async save(entry: HistoryEntry, session?: MongoSessionLike): Promise<void> {
+    // insertOne adds `_id` to the document it is given; the caller's entry stays untouched.
+    const document: HistoryDocument = { ...entry };
+    try {
+      await (session === undefined
+        ? this.#collection.insertOne(document)
+        : this.#collection.insertOne(document, { session }));
+    } catch (error) {
+      if (session === undefined && mongodbAdapter.isConflict?.(error)) {
+        throw new VersionConflictError(entry.entityType, entry.entityId, entry.version - 1, {
+          cause: error,
+          detail: `history already holds version ${entry.version}`,
+        });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Entries of one entity in ascending version order, optionally bounded (inclusive) and limited.
+   *
+   * ```ts
+   * await history.list('Order', '42', { fromVersion: 2, limit: 10 });
+   * ```
+   */
+  async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
+    const version: Record<string, number> = {};
+    if (opts.fromVersion !== undefined) version.$gte = opts.fromVersion;
+    if (opts.toVersion !== undefined) version.$lte = opts.toVersion;
+    const filter: HistoryDocument = { entityType, entityId };
+    if (Object.keys(version).length > 0) filter.version = version;
+    if (opts.limit !== undefined && opts.limit <= 0) return [];
+    return this.#find(filter, { version: 1 }, opts.limit);
+  }
+
+  /**
+   * The entry of one version, or `undefined`.
+   *
+   * ```ts
+   * const third = await history.at('Order', '42', 3);
+   * ```
+   */
+  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
+    const [entry] = await this.#find({ entityType, entityId, version }, { version: 1 }, 1);
+    return entry;
+  }
+
+  /**
+   * The entry in force at `time`: the highest version whose timestamp is not after it.
+   *
+   * ```ts
+   * const atNewYear = await history.asOf('Order', '42', new Date('2026-01-01'));
+   * ```
+   */
+  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
+    const [entry] = await this.#find({ entityType, entityId, timestamp: { $lte: time } }, { version: -1 }, 1);
+    return entry;
+  }
+
+  /**
+   * The entry of the highest version, or `undefined` when the entity has no history.
+   *
+   * ```ts
+   * const current = await history.latest('Order', '42');
+   * ```
+   */
+  async latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined> {
+    const [entry] = await this.#find({ entityType, entityId }, { version: -1 }, 1);
+    return entry;
+  }
+
+  async #find(filter: HistoryDocument, sort: SortSpec, limit: number | undefined): Promise<HistoryEntry[]> {
+    const options = limit === undefined ? { sort, projection: WITHOUT_ID } : { sort, limit, projection: WITHOUT_ID };
+    const documents = await this.#collection.find(filter, options).toArray();
+    return documents.map(toEntry);
+  }
+}
+
+function toEntry(document: HistoryDocument): HistoryEntry {
+  const { _id, ...entry } = document;
+  return entry as unknown as HistoryEntry;
+}

@@ -1,0 +1,237 @@
+import { VersionConflictError } from '../errors.js';
+import { entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
+import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from '../history/entry.js';
+import { assertIdentifier } from '../history/identifier.js';
+import { isUniqueViolation } from '../transactions/sql-state.js';
+
+/**
+ * What the store queries through: a node-postgres `Pool`, `Client` or `PoolClient`, a PGlite
+ * instance, or the `tx` of PGlite's `transaction()`. Only `query(text, params)` is used.
+ *
+ * ```ts
+ * const connection: PostgresQueryable = new Pool({ connectionString });
+ * ```
+ */
+export interface PostgresQueryable {
+  query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+/**
+ * Options of {@link PostgresHistoryStore}.
+ *
+ * ```ts
+ * new PostgresHistoryStore(pool, { table: 'audit.order_history' });
+ * ```
+ */
+export interface PostgresHistoryStoreOptions {
+  /** The history table, optionally schema-qualified. Default `entity_history`. */
+  readonly table?: string;
+}
+
+const INT_MIN = -2147483648;
+const INT_MAX = 2147483647;
+const JSON_COLUMNS: ReadonlySet<string> = new Set(['snapshot', 'metadata']);
+
+/** The SQL a store runs, built once from its table name. */
+interface Statements {
+  readonly createTable: string;
+  readonly createIndex: string;
+  readonly insert: string;
+  readonly list: string;
+  readonly at: string;
+  readonly asOf: string;
+  readonly latest: string;
+}
+
+/**
+ * History in a PostgreSQL table, through node-postgres or PGlite. Entries are written through
+ * the session the decorated call runs in (so they commit or roll back with the entity write),
+ * else through the store's own connection; reads use the store's connection.
+ *
+ * The table (see `ensureSchema`) has the primary key (entity_type, entity_id, version), which
+ * rejects a second writer of one version and serves `list`, `at` and `latest`, and an index on
+ * (entity_type, entity_id, timestamp) for `asOf`. Snapshots and metadata are JSONB (Dates kept
+ * as `{ "$date": … }`), timestamps `timestamptz`. Needs PostgreSQL 13 or later.
+ *
+ * Give it a `Pool` where you have one. A single `Client` or a PGlite instance is one connection:
+ * reads made while a transaction is open on it run inside that transaction; inside PGlite's
+ * `transaction()` callback, read through a store built on its `tx`.
+ *
+ * ```ts
+ * import { PostgresHistoryStore } from 'event-history/postgres';
+ * const history = new PostgresHistoryStore(pool, { table: 'order_history' });
+ * await history.ensureSchema();
+ * @Versioned() @HistoryTracked(history) class OrderService { ... }
+ * await history.list('Order', '42');
+ * ```
+ */
+export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, HistoryReader {
+  /** The connection reads (and writes without a session) go through. */
+  readonly connection: PostgresQueryable;
+  /** The history table's name as given (validated). */
+  readonly table: string;
+  readonly #sql: Statements;
+
+  constructor(connection: PostgresQueryable, options: PostgresHistoryStoreOptions = {}) {
+    if (connection === null || typeof connection !== 'object' || typeof connection.query !== 'function') {
+      throw new TypeError(
+        'PostgresHistoryStore needs a connection with query(text, params): a pg Pool, Client or PoolClient, or a PGlite instance.',
+      );
+    }
+    this.connection = connection;
+    this.table = assertIdentifier(options.table ?? 'entity_history', 'PostgresHistoryStore table');
+    this.#sql = statements(this.table);
+  }
+
+  /**
+   * Creates the table and its index when they do not exist; safe to call at every start.
+   *
+   * ```ts
+   * await new PostgresHistoryStore(pool).ensureSchema();
+   * ```
+   */
+  async ensureSchema(): Promise<void> {
+    for (const sql of [this.#sql.createTable, this.#sql.createIndex]) {
+      try {
+        await this.connection.query(sql);
+      } catch (error) {
+        // Two processes creating the same table at once: one loses on the catalog's unique key.
+        if (!isCreateRace(error)) throw error;
+        await this.connection.query(sql);
+      }
+    }
+  }
+
+  /**
+   * Inserts one entry through `session` when given (joining its transaction), else through the
+   * store's connection. With a session, a duplicate version is the driver's unique-violation
+   * error (the call maps it to `VersionConflictError`); without one, it is a `VersionConflictError`.
+   *
+   * ```ts
+   * await history.save(entry, client);
+   * ```
+   */
+  async save(entry: HistoryEntry, session?: PostgresQueryable): Promise<void> {
+    const through = session ?? this.connection;
+    if (typeof through.query !== 'function') {
+      throw new TypeError(
+        'PostgresHistoryStore.save was given a session without query(text, params). Pass a pg client or PGlite ' +
+          '(or its transaction), the session of the decorated call.',
+      );
+    }
+    try {
+      await through.query(this.#sql.insert, entryToParams(entry));
+    } catch (error) {
+      if (session == null && isUniqueViolation(error)) {
+        throw new VersionConflictError(entry.entityType, entry.entityId, entry.version - 1, {
+          cause: error,
+          detail: `history already holds version ${entry.version}`,
+        });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * The entity's entries in ascending version order, within the inclusive bounds of `opts`.
+   *
+   * ```ts
+   * const lastTwo = await history.list('Order', '42', { fromVersion: 3, limit: 2 });
+   * ```
+   */
+  async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
+    const from = clamp(Math.ceil(opts.fromVersion ?? INT_MIN));
+    const to = clamp(Math.floor(opts.toVersion ?? INT_MAX));
+    const limit = opts.limit === undefined ? null : Math.max(0, Math.trunc(opts.limit));
+    return this.#rows(this.#sql.list, [entityType, entityId, from, to, limit]);
+  }
+
+  /**
+   * The entry of one version, or `undefined`.
+   *
+   * ```ts
+   * const third = await history.at('Order', '42', 3);
+   * ```
+   */
+  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
+    if (!Number.isInteger(version) || version < INT_MIN || version > INT_MAX) return undefined;
+    return (await this.#rows(this.#sql.at, [entityType, entityId, version]))[0];
+  }
+
+  /**
+   * The entry in force at `time`: the highest version whose timestamp is not after it.
+   *
+   * ```ts
+   * const atNewYear = await history.asOf('Order', '42', new Date('2026-01-01'));
+   * ```
+   */
+  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
+    if (!(time instanceof Date) || Number.isNaN(time.getTime())) {
+      throw new TypeError(`PostgresHistoryStore.asOf needs a valid Date, got ${String(time)}.`);
+    }
+    return (await this.#rows(this.#sql.asOf, [entityType, entityId, time]))[0];
+  }
+
+  /**
+   * The entity's highest version, or `undefined`.
+   *
+   * ```ts
+   * const current = await history.latest('Order', '42');
+   * ```
+   */
+  async latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined> {
+    return (await this.#rows(this.#sql.latest, [entityType, entityId]))[0];
+  }
+
+  async #rows(sql: string, params: unknown[]): Promise<HistoryEntry[]> {
+    const { rows } = await this.connection.query(sql, params);
+    return (rows as HistoryRow[]).map(rowToEntry);
+  }
+}
+
+function clamp(version: number): number {
+  return Math.min(INT_MAX, Math.max(INT_MIN, version));
+}
+
+function isCreateRace(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '23505' || code === '42P07' || code === '42710';
+}
+
+function quote(name: string): string {
+  return name
+    .split('.')
+    .map((part) => `"${part}"`)
+    .join('.');
+}
+
+/** An index name derived from the table's, kept within PostgreSQL's 63-byte limit. */
+function indexName(table: string, suffix: string): string {
+  const base = table.split('.').at(-1) ?? table;
+  const name = `${base}_${suffix}`;
+  if (name.length <= 63) return name;
+  let hash = 0x811c9dc5;
+  for (const char of table) hash = Math.imul(hash ^ char.charCodeAt(0), 0x01000193) >>> 0;
+  return `${base.slice(0, 63 - suffix.length - 10)}_${hash.toString(16).padStart(8, '0')}_${suffix}`;
+}
+
+function statements(table: string): Statements {
+  const t = quote(table);
+  const columns = HISTORY_COLUMNS.map((column) => `"${column}"`).join(', ');
+  const values = HISTORY_COLUMNS.map((column, i) => (JSON_COLUMNS.has(column) ? `$${i + 1}::jsonb` : `$${i + 1}`));
+  const select = `SELECT ${columns} FROM ${t} WHERE "entity_type" = $1 AND "entity_id" = $2`;
+  return {
+    createTable:
+      `CREATE TABLE IF NOT EXISTS ${t} (` +
+      '"entity_type" text NOT NULL, "entity_id" text NOT NULL, "version" integer NOT NULL, ' +
+      `"op" text NOT NULL CHECK ("op" IN ('create', 'update', 'delete')), "timestamp" timestamptz NOT NULL, ` +
+      '"snapshot" jsonb NOT NULL, "actor" text, "reason" text, "metadata" jsonb, "tx_id" text, ' +
+      'PRIMARY KEY ("entity_type", "entity_id", "version"))',
+    createIndex: `CREATE INDEX IF NOT EXISTS "${indexName(table, 'entity_time_idx')}" ON ${t} ("entity_type", "entity_id", "timestamp")`,
+    insert: `INSERT INTO ${t} (${columns}) VALUES (${values.join(', ')})`,
+    list: `${select} AND "version" BETWEEN $3 AND $4 ORDER BY "version" LIMIT $5`,
+    at: `${select} AND "version" = $3`,
+    asOf: `${select} AND "timestamp" <= $3 ORDER BY "version" DESC LIMIT 1`,
+    latest: `${select} ORDER BY "version" DESC LIMIT 1`,
+  };
+}

@@ -1,0 +1,237 @@
+import { VersionConflictError } from '../errors.js';
+import { entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
+import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from '../history/entry.js';
+import { assertIdentifier } from '../history/identifier.js';
+import { isSqliteConflict } from '../transactions/sqlite.js';
+
+/**
+ * A prepared statement as the store uses it (better-sqlite3's `Statement`).
+ *
+ * ```ts
+ * const statement: SqliteStatementLike = db.prepare('SELECT 1');
+ * ```
+ */
+export interface SqliteStatementLike {
+  run(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+}
+
+/**
+ * What the store reads and writes through: a better-sqlite3 `Database`.
+ *
+ * ```ts
+ * const connection: SqliteConnectionLike = new Database('app.db');
+ * ```
+ */
+export interface SqliteConnectionLike {
+  prepare(sql: string): SqliteStatementLike;
+  exec(sql: string): unknown;
+}
+
+/**
+ * Options of {@link SqliteHistoryStore}.
+ *
+ * ```ts
+ * new SqliteHistoryStore(db, { table: 'order_history' });
+ * ```
+ */
+export interface SqliteHistoryStoreOptions {
+  /** The history table, optionally prefixed with an attached schema (`main.history`). Default `entity_history`. */
+  readonly table?: string;
+}
+
+const NO_LOWER = Number.MIN_SAFE_INTEGER;
+const NO_UPPER = Number.MAX_SAFE_INTEGER;
+
+interface Statements {
+  readonly createTable: string;
+  readonly createIndex: string;
+  readonly insert: string;
+  readonly list: string;
+  readonly at: string;
+  readonly asOf: string;
+  readonly latest: string;
+}
+
+/**
+ * History in a SQLite table, through better-sqlite3. Entries are written through the session
+ * the decorated call runs in (the Database it was given, inside the library's transaction), else
+ * through the store's own Database; reads use the store's Database.
+ *
+ * The table (see `ensureSchema`) is keyed by (entity_type, entity_id, version) (`WITHOUT ROWID`,
+ * so the key also orders `list`, `at` and `latest`) with an index on (entity_type, entity_id,
+ * timestamp) for `asOf`. Snapshots and metadata are JSON text (Dates kept as `{ "$date": … }`),
+ * timestamps integer milliseconds since the epoch.
+ *
+ * ```ts
+ * import { SqliteHistoryStore } from 'event-history/sqlite';
+ * const db = new Database('app.db', { timeout: 5000 });
+ * const history = new SqliteHistoryStore(db);
+ * await history.ensureSchema();
+ * @Versioned() @HistoryTracked(history) class OrderService { ... }
+ * ```
+ */
+export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, HistoryReader {
+  /** The Database reads (and writes without a session) go through. */
+  readonly database: SqliteConnectionLike;
+  /** The history table's name as given (validated). */
+  readonly table: string;
+  readonly #sql: Statements;
+  readonly #prepared = new WeakMap<SqliteConnectionLike, Map<string, SqliteStatementLike>>();
+
+  constructor(database: SqliteConnectionLike, options: SqliteHistoryStoreOptions = {}) {
+    if (
+      database === null ||
+      typeof database !== 'object' ||
+      typeof database.prepare !== 'function' ||
+      typeof database.exec !== 'function'
+    ) {
+      throw new TypeError('SqliteHistoryStore needs a better-sqlite3 Database (with prepare and exec).');
+    }
+    this.database = database;
+    this.table = assertIdentifier(options.table ?? 'entity_history', 'SqliteHistoryStore table');
+    this.#sql = statements(this.table);
+  }
+
+  /**
+   * Creates the table and its index when they do not exist; safe to call at every start.
+   *
+   * ```ts
+   * await new SqliteHistoryStore(db).ensureSchema();
+   * ```
+   */
+  async ensureSchema(): Promise<void> {
+    this.database.exec(this.#sql.createTable);
+    this.database.exec(this.#sql.createIndex);
+  }
+
+  /**
+   * Inserts one entry through `session` when given (inside its transaction), else through the
+   * store's Database. With a session, a duplicate version is the driver's constraint error (the
+   * call maps it to `VersionConflictError`); without one, it is a `VersionConflictError`.
+   *
+   * ```ts
+   * await history.save(entry, db);
+   * ```
+   */
+  async save(entry: HistoryEntry, session?: SqliteConnectionLike): Promise<void> {
+    const through = session ?? this.database;
+    if (typeof through.prepare !== 'function') {
+      throw new TypeError(
+        'SqliteHistoryStore.save was given a session without prepare(sql). Pass the better-sqlite3 Database the ' +
+          'decorated call runs on.',
+      );
+    }
+    const params = entryToParams(entry).map((value) => (value instanceof Date ? value.getTime() : value));
+    try {
+      this.#statement(through, this.#sql.insert).run(...params);
+    } catch (error) {
+      if (session == null && isSqliteConflict(error)) {
+        throw new VersionConflictError(entry.entityType, entry.entityId, entry.version - 1, {
+          cause: error,
+          detail: `history already holds version ${entry.version}`,
+        });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * The entity's entries in ascending version order, within the inclusive bounds of `opts`.
+   *
+   * ```ts
+   * const firstThree = await history.list('Order', '42', { toVersion: 3 });
+   * ```
+   */
+  async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
+    const from = Math.ceil(opts.fromVersion ?? NO_LOWER);
+    const to = Math.floor(opts.toVersion ?? NO_UPPER);
+    const limit = opts.limit === undefined ? -1 : Math.max(0, Math.trunc(opts.limit));
+    return this.#rows(this.#sql.list, [entityType, entityId, from, to, limit]);
+  }
+
+  /**
+   * The entry of one version, or `undefined`.
+   *
+   * ```ts
+   * const second = await history.at('Order', '42', 2);
+   * ```
+   */
+  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
+    if (!Number.isInteger(version)) return undefined;
+    return this.#rows(this.#sql.at, [entityType, entityId, version])[0];
+  }
+
+  /**
+   * The entry in force at `time`: the highest version whose timestamp is not after it.
+   *
+   * ```ts
+   * const lastWeek = await history.asOf('Order', '42', new Date(Date.now() - 7 * 86_400_000));
+   * ```
+   */
+  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
+    if (!(time instanceof Date) || Number.isNaN(time.getTime())) {
+      throw new TypeError(`SqliteHistoryStore.asOf needs a valid Date, got ${String(time)}.`);
+    }
+    return this.#rows(this.#sql.asOf, [entityType, entityId, time.getTime()])[0];
+  }
+
+  /**
+   * The entity's highest version, or `undefined`.
+   *
+   * ```ts
+   * const current = await history.latest('Order', '42');
+   * ```
+   */
+  async latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined> {
+    return this.#rows(this.#sql.latest, [entityType, entityId])[0];
+  }
+
+  #rows(sql: string, params: unknown[]): HistoryEntry[] {
+    return (this.#statement(this.database, sql).all(...params) as HistoryRow[]).map(rowToEntry);
+  }
+
+  #statement(database: SqliteConnectionLike, sql: string): SqliteStatementLike {
+    let cache = this.#prepared.get(database);
+    if (cache === undefined) {
+      cache = new Map();
+      this.#prepared.set(database, cache);
+    }
+    let statement = cache.get(sql);
+    if (statement === undefined) {
+      statement = database.prepare(sql);
+      cache.set(sql, statement);
+    }
+    return statement;
+  }
+}
+
+function quote(name: string): string {
+  return name
+    .split('.')
+    .map((part) => `"${part}"`)
+    .join('.');
+}
+
+function statements(table: string): Statements {
+  const t = quote(table);
+  const parts = table.split('.');
+  const base = parts.at(-1) ?? table;
+  const index = parts.length === 2 ? `"${parts[0]}"."${base}_entity_time_idx"` : `"${base}_entity_time_idx"`;
+  const columns = HISTORY_COLUMNS.map((column) => `"${column}"`).join(', ');
+  const select = `SELECT ${columns} FROM ${t} WHERE "entity_type" = ? AND "entity_id" = ?`;
+  return {
+    createTable:
+      `CREATE TABLE IF NOT EXISTS ${t} (` +
+      '"entity_type" TEXT NOT NULL, "entity_id" TEXT NOT NULL, "version" INTEGER NOT NULL, ' +
+      `"op" TEXT NOT NULL CHECK ("op" IN ('create', 'update', 'delete')), "timestamp" INTEGER NOT NULL, ` +
+      '"snapshot" TEXT NOT NULL, "actor" TEXT, "reason" TEXT, "metadata" TEXT, "tx_id" TEXT, ' +
+      'PRIMARY KEY ("entity_type", "entity_id", "version")) WITHOUT ROWID',
+    createIndex: `CREATE INDEX IF NOT EXISTS ${index} ON "${base}" ("entity_type", "entity_id", "timestamp")`,
+    insert: `INSERT INTO ${t} (${columns}) VALUES (${HISTORY_COLUMNS.map(() => '?').join(', ')})`,
+    list: `${select} AND "version" BETWEEN ? AND ? ORDER BY "version" LIMIT ?`,
+    at: `${select} AND "version" = ?`,
+    asOf: `${select} AND "timestamp" <= ? ORDER BY "version" DESC LIMIT 1`,
+    latest: `${select} ORDER BY "version" DESC LIMIT 1`,
+  };
+}

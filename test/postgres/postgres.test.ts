@@ -1,0 +1,301 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  currentCall,
+  HistoryTracked,
+  registerTransactionAdapter,
+  TransactionStateError,
+  UnsupportedSessionError,
+  Versioned,
+} from '../../src/index.js';
+import { createPgAdapter, PostgresHistoryStore } from '../../src/postgres/index.js';
+import { Order, orderId, runBehaviourSuite } from '../integration/behaviour.js';
+import { type DatabaseFixture, type OrderRow, REQUIRE_DATABASES } from '../integration/fixture.js';
+import { countHistory, expectIndexedReads, orderSql, recording, uniqueTable } from './shared.js';
+
+const DATABASE_URL = process.env.DATABASE_URL;
+
+/** PostgreSQL through node-postgres: a pool, a PoolClient per session, reads through the pool. */
+class PostgresFixture implements DatabaseFixture<pg.PoolClient> {
+  readonly name = 'PostgreSQL (pg)';
+  readonly unavailable = DATABASE_URL ? undefined : 'DATABASE_URL is not set';
+  readonly concurrentSessions = true;
+  readonly ordersTable = uniqueTable('orders');
+  readonly historyTable = uniqueTable('history');
+  readonly orders = orderSql(this.ordersTable);
+  #pool: pg.Pool | undefined;
+  #store: PostgresHistoryStore | undefined;
+
+  get pool(): pg.Pool {
+    if (!this.#pool) throw new Error('the PostgreSQL fixture is not open');
+    return this.#pool;
+  }
+
+  get store(): PostgresHistoryStore {
+    if (!this.#store) throw new Error('the PostgreSQL fixture is not open');
+    return this.#store;
+  }
+
+  async open(): Promise<void> {
+    this.#pool = new pg.Pool({ connectionString: DATABASE_URL, max: 6 });
+    await this.#pool.query(this.orders.create);
+    this.#store = new PostgresHistoryStore(this.#pool, { table: this.historyTable });
+    await this.#store.ensureSchema();
+  }
+
+  async close(): Promise<void> {
+    const pool = this.#pool;
+    this.#pool = this.#store = undefined;
+    if (!pool) return;
+    try {
+      await pool.query(`DROP TABLE IF EXISTS ${this.ordersTable}, ${this.historyTable}`);
+    } finally {
+      await pool.end();
+    }
+  }
+
+  session(): Promise<pg.PoolClient> {
+    return this.pool.connect();
+  }
+
+  async release(session: pg.PoolClient): Promise<void> {
+    session.release();
+  }
+
+  insertOrder = (session: pg.PoolClient, order: OrderRow) => this.orders.insert(session, order);
+  updateOrder = (session: pg.PoolClient, order: OrderRow, expected: number | undefined) =>
+    this.orders.update(session, order, expected);
+  deleteOrder = (session: pg.PoolClient, order: OrderRow, expected: number | undefined) =>
+    this.orders.remove(session, order, expected);
+  readOrder = (id: string) => this.orders.read(this.pool, id);
+  countHistory = (entityType: string, entityId: string) =>
+    countHistory(this.pool, this.historyTable, entityType, entityId);
+
+  async begin(session: pg.PoolClient): Promise<void> {
+    await session.query('BEGIN');
+  }
+
+  async commit(session: pg.PoolClient): Promise<void> {
+    await session.query('COMMIT');
+  }
+
+  async rollback(session: pg.PoolClient): Promise<void> {
+    await session.query('ROLLBACK');
+  }
+
+  async isIdle(session: pg.PoolClient): Promise<boolean> {
+    if (session.getTransactionStatus() !== 'I') return false;
+    return (await session.query('SELECT 1 AS ok')).rows[0]?.ok === 1;
+  }
+}
+
+runBehaviourSuite(new PostgresFixture());
+
+const specifics = DATABASE_URL || REQUIRE_DATABASES ? describe : describe.skip;
+
+specifics(`PostgreSQL specifics${specifics === describe ? '' : ' (skipped because DATABASE_URL is not set)'}`, () => {
+  let pool: pg.Pool;
+  const tables: string[] = [];
+
+  beforeAll(() => {
+    if (!DATABASE_URL) throw new Error('REQUIRE_DATABASES=1, but DATABASE_URL is not set.');
+    pool = new pg.Pool({ connectionString: DATABASE_URL, max: 6 });
+  });
+
+  afterAll(async () => {
+    if (!pool) return;
+    try {
+      if (tables.length > 0) await pool.query(`DROP TABLE IF EXISTS ${tables.join(', ')} CASCADE`);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  async function setup() {
+    const ordersTable = uniqueTable('orders');
+    const historyTable = uniqueTable('history');
+    tables.push(ordersTable, historyTable);
+    const orders = orderSql(ordersTable);
+    await pool.query(orders.create);
+    const store = new PostgresHistoryStore(pool, { table: historyTable });
+    await store.ensureSchema();
+    return { orders, ordersTable, store };
+  }
+
+  async function withClients<R>(count: number, work: (...clients: pg.PoolClient[]) => Promise<R>): Promise<R> {
+    const clients = await Promise.all(Array.from({ length: count }, () => pool.connect()));
+    try {
+      return await work(...clients);
+    } finally {
+      for (const client of clients) client.release();
+    }
+  }
+
+  it('retries a SERIALIZABLE transaction that failed with a serialization failure (40001) until it succeeds', async () => {
+    const { orders, ordersTable, store } = await setup();
+    const transient: string[] = [];
+    const serializable = createPgAdapter({ isolation: 'serializable' });
+    const unregister = registerTransactionAdapter({
+      ...serializable,
+      isTransient: (error: unknown) => {
+        const retry = serializable.isTransient?.(error) ?? false;
+        if (retry) transient.push((error as { code: string }).code);
+        return retry;
+      },
+    });
+    let arrived = 0;
+    let bothRead: () => void = () => {};
+    const barrier = new Promise<void>((resolve) => {
+      bothRead = resolve;
+    });
+    let calls = 0;
+    class LedgerService {
+      // Write skew: each transaction reads all orders, then inserts one; SERIALIZABLE lets only one commit.
+      // A retry that starts before the winner committed can fail once more, so allow a few.
+      @Versioned({ retries: 10 })
+      @HistoryTracked(store)
+      async save(order: Order, client: pg.PoolClient): Promise<void> {
+        calls += 1;
+        await client.query(`SELECT count(*) FROM ${ordersTable}`);
+        if (++arrived === 2) bothRead();
+        await barrier;
+        await orders.insert(client, order);
+      }
+    }
+    const ledger = new LedgerService();
+    const [a, b] = [new Order(orderId(), 1), new Order(orderId(), 2)];
+    try {
+      await withClients(2, (first, second) =>
+        Promise.all([ledger.save(a, first as pg.PoolClient), ledger.save(b, second as pg.PoolClient)]),
+      );
+    } finally {
+      unregister();
+    }
+
+    expect(transient.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(transient)).toEqual(new Set(['40001']));
+    expect(calls).toBe(2 + transient.length);
+    expect([a.version, b.version]).toEqual([1, 1]);
+    expect(await orders.read(pool, a.id)).toMatchObject({ version: 1 });
+    expect(await orders.read(pool, b.id)).toMatchObject({ version: 1 });
+    expect((await store.latest('Order', a.id))?.version).toBe(1);
+    expect((await store.latest('Order', b.id))?.version).toBe(1);
+  });
+
+  it('gives every entry of a transaction the transaction’s own pg_current_xact_id as txId', async () => {
+    const { orders, store } = await setup();
+    const seen: { xact: string; txId: string | undefined }[] = [];
+    @Versioned()
+    @HistoryTracked(store)
+    class OrderService {
+      async save(order: Order, client: pg.PoolClient): Promise<void> {
+        await orders.insert(client, order);
+        const { rows } = await client.query<{ id: string }>('SELECT pg_current_xact_id()::text AS id');
+        seen.push({ xact: rows[0]?.id as string, txId: currentCall()?.txId });
+      }
+    }
+    const order = new Order(orderId(), 1);
+
+    await withClients(1, (client) => new OrderService().save(order, client as pg.PoolClient));
+
+    const [call] = seen;
+    expect(call?.xact).toMatch(/^\d+$/);
+    expect(call?.txId).toBe(call?.xact);
+    expect((await store.latest('Order', order.id))?.txId).toBe(call?.xact);
+  });
+
+  it('runs concurrent decorated calls on one client one after the other: one failing takes no other down', async () => {
+    const { orders, store } = await setup();
+    @Versioned()
+    @HistoryTracked(store)
+    class OrderService {
+      async save(order: Order, client: pg.PoolClient): Promise<void> {
+        await orders.insert(client, order);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        if (order.total < 0) throw new Error(`order ${order.id} has a negative total`);
+      }
+    }
+    const service = new OrderService();
+    const batch = [new Order(orderId(), -1), new Order(orderId(), 1), new Order(orderId(), 2)];
+
+    const results = await withClients(1, (client) =>
+      Promise.allSettled(batch.map((order) => service.save(order, client as pg.PoolClient))),
+    );
+
+    expect(results.map((result) => result.status)).toEqual(['rejected', 'fulfilled', 'fulfilled']);
+    expect(await orders.read(pool, batch[0]?.id as string)).toBeUndefined();
+    const entries = await Promise.all(batch.slice(1).map((order) => store.latest('Order', order.id)));
+    expect(entries.map((entry) => entry?.version)).toEqual([1, 1]);
+    expect(new Set(entries.map((entry) => entry?.txId)).size).toBe(2);
+  });
+
+  it('reports a transaction the method aborted by catching a failed statement as TransactionStateError, keeping nothing', async () => {
+    const { orders } = await setup();
+    class OrderService {
+      @Versioned()
+      async save(order: Order, client: pg.PoolClient): Promise<void> {
+        await orders.insert(client, order);
+        await client.query('SELECT 1 / 0').catch(() => undefined);
+      }
+    }
+    const order = new Order(orderId(), 1);
+
+    await withClients(1, async (client) => {
+      const error = await new OrderService().save(order, client as pg.PoolClient).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TransactionStateError);
+      expect(error).toMatchObject({ code: 'TRANSACTION_ABORTED', adapter: 'pg' });
+      expect(client?.getTransactionStatus()).toBe('I');
+    });
+    expect(order.version).toBeUndefined();
+    expect(await orders.read(pool, order.id)).toBeUndefined();
+  });
+
+  it('rejects a Pool as a session with UnsupportedSessionError: a transaction needs one client', async () => {
+    const { orders, store } = await setup();
+    @Versioned()
+    @HistoryTracked(store)
+    class OrderService {
+      async save(order: Order, client: pg.PoolClient): Promise<void> {
+        await orders.insert(client, order);
+      }
+    }
+    await expect(new OrderService().save(new Order(orderId(), 1), pool as never)).rejects.toBeInstanceOf(
+      UnsupportedSessionError,
+    );
+  });
+
+  it('ensureSchema is idempotent, also for a schema-qualified table', async () => {
+    const schema = uniqueTable('eh_schema');
+    await pool.query(`CREATE SCHEMA ${schema}`);
+    try {
+      const store = new PostgresHistoryStore(pool, { table: `${schema}.history` });
+      await store.ensureSchema();
+      await store.save({
+        entityType: 'Order',
+        entityId: 'o1',
+        version: 1,
+        op: 'create',
+        timestamp: new Date(),
+        snapshot: {},
+      });
+      await store.ensureSchema();
+      await Promise.all([store.ensureSchema(), store.ensureSchema()]);
+
+      expect((await store.list('Order', 'o1')).map((entry) => entry.version)).toEqual([1]);
+      const { rows } = await pool.query(
+        `SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'history' ORDER BY indexname`,
+        [schema],
+      );
+      expect(rows.map((row) => row.indexname)).toEqual(['history_entity_time_idx', 'history_pkey']);
+    } finally {
+      await pool.query(`DROP SCHEMA ${schema} CASCADE`);
+    }
+  });
+
+  it('serves list, at, asOf and latest from the history key and the timestamp index, not a sequential scan', async () => {
+    const table = uniqueTable('history');
+    tables.push(table);
+    const { connection, sent } = recording(pool);
+    await expectIndexedReads(pool, new PostgresHistoryStore(connection, { table }), sent);
+  });
+});

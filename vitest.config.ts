@@ -6,7 +6,7 @@ import { defineConfig, type Plugin } from 'vitest/config';
  * settings of the given tsconfig, so each project runs the code exactly as `tsc` would emit it
  * (the default transformer cannot lower TC39 standard decorators).
  */
-function typescript(configFile: string): Plugin {
+export function typescript(configFile: string): Plugin {
   const { config, error } = ts.readConfigFile(configFile, ts.sys.readFile);
   if (error) throw new Error(ts.flattenDiagnosticMessageText(error.messageText, '\n'));
   const { options } = ts.parseJsonConfigFileContent(config, ts.sys, process.cwd(), undefined, configFile);

@@ -10,6 +10,9 @@ export type EventHistoryErrorCode =
   | 'INVALID_ENTITY'
   | 'VERSION_CONFLICT'
   | 'HISTORY_WRITE_FAILED'
+  | 'CONNECTION_LOST'
+  | 'RETRY_EXHAUSTED'
+  | 'REVERT_FAILED'
   | TransactionStateErrorCode;
 
 /**
@@ -19,7 +22,11 @@ export type EventHistoryErrorCode =
  * if (error instanceof TransactionStateError && error.code === 'TRANSACTION_STATUS_UNKNOWN') upgradePg();
  * ```
  */
-export type TransactionStateErrorCode = 'TRANSACTION_ABORTED' | 'TRANSACTION_CLOSED' | 'TRANSACTION_STATUS_UNKNOWN';
+export type TransactionStateErrorCode =
+  | 'TRANSACTION_ABORTED'
+  | 'TRANSACTION_CLOSED'
+  | 'TRANSACTION_STATUS_UNKNOWN'
+  | 'COMMIT_FAILED';
 
 /**
  * Base class of every error the library throws.
@@ -200,7 +207,8 @@ export class HistoryWriteError extends EventHistoryError {
  * A transaction could not be committed or used as it stood: the database had already aborted it
  * (`TRANSACTION_ABORTED`), it was ended inside the call or the transaction object passed as the
  * session was closed (`TRANSACTION_CLOSED`), or the session cannot tell whether it is inside a
- * transaction (`TRANSACTION_STATUS_UNKNOWN`: an old or native pg client). Nothing of the call was kept.
+ * transaction (`TRANSACTION_STATUS_UNKNOWN`: an old or native pg client), or the database refused the COMMIT
+ * (`COMMIT_FAILED`, the driver's error as `cause`). Nothing of the call was kept.
  *
  * ```ts
  * catch (e) { if (e instanceof TransactionStateError && e.code === 'TRANSACTION_ABORTED') retryLater(); }
@@ -211,8 +219,82 @@ export class TransactionStateError extends EventHistoryError {
   /** The name of the transaction adapter that noticed it. */
   readonly adapter: string;
 
-  constructor(adapter: string, code: TransactionStateErrorCode, message: string) {
-    super(code, message);
+  constructor(adapter: string, code: TransactionStateErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.adapter = adapter;
+  }
+}
+
+/**
+ * The session's database connection was lost or closed during the call (the server ended it,
+ * the network cut it, or the connection, client or database had been closed before the call);
+ * `cause` holds the driver's error. The database rolls back a transaction whose connection is
+ * gone, so nothing of the call was kept, unless the loss came while COMMIT was already on its
+ * way: then the outcome is unknown, and re-reading the entity tells. The entity's version and
+ * timestamp were restored. Do not use the connection again: release it to its pool, which
+ * discards a broken connection, and retry the call with a new one.
+ *
+ * ```ts
+ * catch (e) { if (e instanceof ConnectionLostError) { client.release(true); order = await reload(order.id); } }
+ * ```
+ */
+export class ConnectionLostError extends EventHistoryError {
+  /** The name of the transaction adapter of the session, when one was found. */
+  readonly adapter: string | undefined;
+
+  constructor(adapter: string | undefined, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'CONNECTION_LOST',
+      `The database connection of this ${adapter ?? 'session'} was lost or closed during the call (${reason}). ` +
+        'Its transaction was rolled back unless the connection broke while COMMIT was in flight: re-read the entity to ' +
+        'see whether the change is there, release the connection (its pool discards a broken one) and retry with a new one.',
+      { cause },
+    );
+    this.adapter = adapter;
+  }
+}
+
+/**
+ * `retryOnConflict` ran out of attempts: every attempt lost its race with another writer.
+ * `cause` holds the last attempt's {@link VersionConflictError}.
+ *
+ * ```ts
+ * catch (e) { if (e instanceof RetryExhaustedError) respond(409, e.message); }
+ * ```
+ */
+export class RetryExhaustedError extends EventHistoryError {
+  readonly attempts: number;
+
+  constructor(attempts: number, cause: VersionConflictError) {
+    super(
+      'RETRY_EXHAUSTED',
+      `Gave up after ${attempts} attempts, each of which lost a race with another writer (last: ${cause.message}) ` +
+        'Nothing of the failed attempts was kept. Raise attempts, spread the writers out, or report the conflict to the user.',
+      { cause },
+    );
+    this.attempts = attempts;
+  }
+}
+
+/**
+ * `revert` cannot put an entity back: the service has no decorated `update` (or `save` for a
+ * deleted entity), no history reader was found, or the version to revert to is not in history.
+ * Nothing was written.
+ *
+ * ```ts
+ * catch (e) { if (e instanceof RevertError) respond(404, e.message); }
+ * ```
+ */
+export class RevertError extends EventHistoryError {
+  readonly entityType: string | undefined;
+  readonly entityId: string | undefined;
+  readonly toVersion: number;
+
+  constructor(message: string, entityType: string | undefined, entityId: string | undefined, toVersion: number) {
+    super('REVERT_FAILED', message);
+    this.entityType = entityType;
+    this.entityId = entityId;
+    this.toVersion = toVersion;
   }
 }

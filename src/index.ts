@@ -13,22 +13,47 @@ export type { AsyncMethodLike, ClassOrMethodDecorator, DefaultServiceShape, Serv
 export { Versioned } from './decorators/versioned.js';
 export type { EventHistoryErrorCode, TransactionStateErrorCode } from './errors.js';
 export {
+  ConnectionLostError,
   DecoratorError,
   EventHistoryError,
   HistoryWriteError,
   InvalidEntityError,
   MissingSessionError,
+  RetryExhaustedError,
+  RevertError,
   SessionEndedError,
   TransactionStateError,
   UnsupportedSessionError,
   VersionConflictError,
 } from './errors.js';
-export type { HistoryEntry, HistoryOp, HistoryReader, HistoryWriter, ListOptions } from './history/entry.js';
+export type { TamperKind, VerifyOptions, VerifyResult } from './history/chain.js';
+export { canonicalJson, hashEntry, verifyHistory } from './history/chain.js';
+export { diff } from './history/diff.js';
+export type {
+  Difference,
+  HistoryEntry,
+  HistoryOp,
+  HistoryPage,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  PageOptions,
+  ReadOptions,
+  VersionChanges,
+} from './history/entry.js';
 export { MemoryHistoryStore } from './history/memory-store.js';
+export type { RevertOptions } from './history/revert.js';
+export { revert } from './history/revert.js';
 export { REDACTED, takeSnapshot } from './history/snapshot.js';
+export type { Upcaster, Upcasters } from './history/upcast.js';
+export { UpcastReader, upcastReader } from './history/upcast.js';
 export { defaultConflict } from './pipeline/conflict.js';
 export { expectedVersion } from './pipeline/stamp.js';
 export type { HistoryWriterResolver } from './pipeline/writer.js';
 export { setHistoryWriterResolver } from './pipeline/writer.js';
+export type { RetryOnConflictOptions } from './retry.js';
+export { retryOnConflict } from './retry.js';
 export type { TransactionAdapter } from './transactions/adapter.js';
 export { registerTransactionAdapter } from './transactions/registry.js';
+export type { SessionProvider } from './transactions/session-provider.js';
+export { registerSessionProvider } from './transactions/session-provider.js';

@@ -12,6 +12,7 @@ import type { ClassOrMethodDecorator, ServiceShape } from './types.js';
  * @HistoryTracked('history', { redact: ['card.number'] })  // the service's `history` property
  * @HistoryTracked(OrderHistoryService)                        // a provider, through Nest DI
  * @HistoryTracked(new MemoryHistoryStore())                   // a writer object
+ * @HistoryTracked(store, { chain: true, onUnchanged: 'skip', schemaVersion: 2 }) // tamper evidence, no-op updates skipped
  * ```
  */
 export function HistoryTracked<M extends string = never>(

@@ -67,8 +67,31 @@ export interface HistoryTrackedOptions<M extends string = string> extends CallOp
   metadata?: (call: CallInfo) => Record<string, unknown>;
   /** Turns the entry into the shape an existing history service expects. */
   map?: (entry: HistoryEntry) => unknown;
+  /**
+   * The largest snapshot written, counted as characters of its JSON text; a larger entity is an
+   * `InvalidEntityError` and nothing is written. Default 4 MiB; `Infinity` turns the check off.
+   */
+  maxSnapshotBytes?: number;
   /** Where timestamps come from when `@Versioned` does not stamp one. Default `() => new Date()`. */
   clock?: () => Date;
+  /**
+   * What an update that changes no tracked field does. `'record'` (default) writes an entry as
+   * for any update. `'skip'` reads the entity's latest entry through the writer, with the call's
+   * session, before anything is stamped; when the entity's snapshot (ignore applied, version and
+   * timestamp left out) equals it, neither the method nor the history write runs, the entity keeps
+   * its version and timestamp, and the call resolves to `undefined`. Changes to ignored fields
+   * alone are therefore not saved either; an entity with a redacted field present is always
+   * recorded (history holds only the mask). Needs a writer with `latest(type, id, { session })`.
+   */
+  onUnchanged?: 'record' | 'skip';
+  /**
+   * Tamper evidence: each entry gets `prevHash` (the hash of the entity's previous entry, read
+   * in the same transaction) and `hash`, a SHA-256 over its canonical content and `prevHash`.
+   * Check with `verifyHistory`. Needs a writer with `latest(type, id, { session })`.
+   */
+  chain?: boolean;
+  /** The shape of this entity's snapshots, stored with each entry; readers upcast older ones (`upcastReader`). */
+  schemaVersion?: number;
 }
 
 /** A class whose instances write history. */

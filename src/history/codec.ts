@@ -53,6 +53,10 @@ export interface HistoryRow {
   reason: string | null;
   metadata: unknown;
   tx_id: string | null;
+  /** Added by the reading/tamper-evidence schema; absent on rows read from a table without them. */
+  schema_version?: number | string | null;
+  hash?: string | null;
+  prev_hash?: string | null;
 }
 
 /** The column order the SQL stores insert in; `entryToParams` yields values in this order. */
@@ -67,6 +71,19 @@ export const HISTORY_COLUMNS = [
   'reason',
   'metadata',
   'tx_id',
+  'schema_version',
+  'hash',
+  'prev_hash',
+] as const;
+
+/**
+ * The nullable columns later versions added; `ensureSchema` adds them to older tables.
+ * Each store maps the type names to its database's.
+ */
+export const ADDED_COLUMNS = [
+  { name: 'schema_version', type: 'integer' },
+  { name: 'hash', type: 'text' },
+  { name: 'prev_hash', type: 'text' },
 ] as const;
 
 /** Insert parameters for an entry; JSON columns as text, the timestamp as a Date. */
@@ -82,6 +99,9 @@ export function entryToParams(entry: HistoryEntry): unknown[] {
     entry.reason ?? null,
     entry.metadata === undefined ? null : encodeJson(entry.metadata),
     entry.txId ?? null,
+    entry.schemaVersion ?? null,
+    entry.hash ?? null,
+    entry.prevHash ?? null,
   ];
 }
 
@@ -101,5 +121,8 @@ export function rowToEntry(row: HistoryRow): HistoryEntry {
     entry.metadata = decodeJson(row.metadata) as Record<string, unknown>;
   }
   if (row.tx_id !== null) entry.txId = row.tx_id;
+  if (row.schema_version !== null && row.schema_version !== undefined) entry.schemaVersion = Number(row.schema_version);
+  if (row.hash !== null && row.hash !== undefined) entry.hash = row.hash;
+  if (row.prev_hash !== null && row.prev_hash !== undefined) entry.prevHash = row.prev_hash;
   return entry;
 }

@@ -23,6 +23,12 @@ export interface HistoryEntry<T = unknown> {
   metadata?: Record<string, unknown>;
   /** Equal for every entry written in one transaction. */
   txId?: string;
+  /** The snapshot's shape, from `@HistoryTracked({ schemaVersion })`; see `upcastReader`. */
+  schemaVersion?: number;
+  /** With `@HistoryTracked({ chain: true })`: SHA-256 (hex) over the entry's canonical content and `prevHash`. */
+  hash?: string;
+  /** With `chain: true`: the hash of the entity's previous entry, absent on its first chained entry. */
+  prevHash?: string;
 }
 
 /**
@@ -41,11 +47,96 @@ export interface HistoryWriter<S = unknown> {
   readonly transactional?: boolean;
 }
 
-/** Bounds for {@link HistoryReader.list}. Versions are inclusive. */
+/**
+ * Bounds for {@link HistoryReader.list}. Versions are inclusive.
+ *
+ * ```ts
+ * await store.list('Order', '42', { fromVersion: 2, limit: 10, order: 'desc' });
+ * ```
+ */
 export interface ListOptions {
   fromVersion?: number;
   toVersion?: number;
   limit?: number;
+  /** `'asc'` (default) or `'desc'`: newest first, so `limit` keeps the newest. */
+  order?: 'asc' | 'desc';
+}
+
+/**
+ * Options of the session-aware reads the pipeline uses (`latest(type, id, { session })`).
+ *
+ * ```ts
+ * await store.latest('Order', '42', { session: client }); // reads inside client's transaction
+ * ```
+ */
+export interface ReadOptions<S = unknown> {
+  /** Read through this session (and its open transaction) instead of the store's connection. */
+  session?: S;
+}
+
+/**
+ * One page of {@link HistoryReader.page}: forwards from `after`, or backwards from `before`.
+ * Versions are exclusive bounds, so a page's `next` continues exactly where it stopped.
+ *
+ * ```ts
+ * let page = await store.page('Order', '42', { limit: 50 });
+ * while (page.next) page = await store.page('Order', '42', page.next);
+ * ```
+ */
+export interface PageOptions {
+  /** Entries with a version above this one (forwards). */
+  after?: number;
+  /** Entries with a version below this one (backwards). */
+  before?: number;
+  /** Default 50; at least 1. */
+  limit?: number;
+  /** Default `'backward'` when `before` is given, else `'forward'`. Forward pages are ascending, backward pages descending. */
+  direction?: 'forward' | 'backward';
+}
+
+/**
+ * What {@link HistoryReader.page} returns.
+ *
+ * ```ts
+ * const { entries, next } = await store.page('Order', '42', { direction: 'backward', limit: 20 });
+ * ```
+ */
+export interface HistoryPage<T = unknown> {
+  entries: HistoryEntry<T>[];
+  /** The options of the following page in the same direction; absent on the last page. */
+  next?: PageOptions;
+}
+
+/**
+ * One field-level difference found by `diff`.
+ *
+ * ```ts
+ * const change: Difference = { path: 'lines[1].qty', kind: 'change', before: 1, after: 2 };
+ * ```
+ */
+export interface Difference {
+  /** Dotted path; array elements as `[index]`, or `[id=<id>]` when matched by `id`. */
+  path: string;
+  kind: 'add' | 'remove' | 'change';
+  /** Absent for `add`. */
+  before?: unknown;
+  /** Absent for `remove`. */
+  after?: unknown;
+}
+
+/**
+ * One version and what it changed, as {@link HistoryReader.changes} yields it.
+ *
+ * ```ts
+ * for await (const { entry, changes } of store.changes('Order', '42')) console.log(entry.version, changes);
+ * ```
+ */
+export interface VersionChanges<T = unknown> {
+  entry: HistoryEntry<T>;
+  /** The version compared with (the previous entry), absent for the first. */
+  previousVersion?: number;
+  /** `diff(previous snapshot, this snapshot)`; against `{}` for the first entry. */
+  changes: Difference[];
 }
 
 /**
@@ -59,7 +150,20 @@ export interface HistoryReader {
   /** Entries in ascending version order. */
   list(entityType: string, entityId: string, opts?: ListOptions): Promise<HistoryEntry[]>;
   at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined>;
-  /** The entry in force at `time`: the highest version whose timestamp is not after it. */
+  /**
+   * The entry in force at `time`: the one with the latest timestamp not after `time` (ties: the
+   * highest version), or `undefined` when every entry is later. This is the highest version not
+   * after `time` whenever timestamps rise with versions, as they do for every entry the library
+   * writes; the built-in stores answer it from their (entity type, id, timestamp) index, in the
+   * same time however long the history.
+   */
   asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined>;
-  latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined>;
+  /** With `{ session }`, reads through that session, inside its transaction (built-in stores). */
+  latest(entityType: string, entityId: string, opts?: ReadOptions): Promise<HistoryEntry | undefined>;
+  /** Cursor pagination by version, forwards or backwards (built-in stores; see `PageOptions`). */
+  page?(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage>;
+  /** Every entry written in one transaction, across entity types, by entity type, id and version (built-in stores). */
+  byTransaction?(txId: string): Promise<HistoryEntry[]>;
+  /** Each version with its field-level changes from the previous one, oldest first (built-in stores). */
+  changes?(entityType: string, entityId: string): AsyncIterable<VersionChanges>;
 }

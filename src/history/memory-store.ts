@@ -1,7 +1,15 @@
 import { ambient } from '../context.js';
 import { VersionConflictError } from '../errors.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from './entry.js';
-import { byVersion, entryAsOf, selectRange } from './reader.js';
+import type {
+  HistoryEntry,
+  HistoryPage,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  PageOptions,
+  VersionChanges,
+} from './entry.js';
+import { byEntityAndVersion, byVersion, changesOf, entryAsOf, pageOf, selectRange } from './reader.js';
 
 /**
  * History kept in memory, for tests and demos. It is not transactional: it needs no session
@@ -50,9 +58,27 @@ export class MemoryHistoryStore implements HistoryWriter, HistoryReader {
     return found && structuredClone(found);
   }
 
+  /** The highest version; a `{ session }` option is accepted and has no effect (writes are immediate). */
   async latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined> {
     const found = this.#versions(entityType, entityId).at(-1);
     return found && structuredClone(found);
+  }
+
+  /** One page by version, forwards or backwards; see `PageOptions`. */
+  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
+    return pageOf((query) => this.list(entityType, entityId, query), opts);
+  }
+
+  /** Every entry written in one transaction, by entity type, id and version. */
+  async byTransaction(txId: string): Promise<HistoryEntry[]> {
+    return this.all()
+      .filter((entry) => entry.txId === txId)
+      .sort(byEntityAndVersion);
+  }
+
+  /** Each version with its field-level changes from the previous one, oldest first. */
+  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
+    return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 
   /** Every entry of every entity, in the order they were written per entity. */

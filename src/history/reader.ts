@@ -1,4 +1,5 @@
-import type { HistoryEntry, ListOptions } from './entry.js';
+import { diff } from './diff.js';
+import type { HistoryEntry, HistoryPage, ListOptions, PageOptions, VersionChanges } from './entry.js';
 
 export function byVersion(a: HistoryEntry, b: HistoryEntry): number {
   return a.version - b.version;
@@ -9,14 +10,95 @@ export function selectRange(entries: readonly HistoryEntry[], opts: ListOptions)
   const from = opts.fromVersion ?? Number.NEGATIVE_INFINITY;
   const to = opts.toVersion ?? Number.POSITIVE_INFINITY;
   const inRange = entries.filter((entry) => entry.version >= from && entry.version <= to);
+  if (opts.order === 'desc') inRange.reverse();
   return opts.limit === undefined ? inRange : inRange.slice(0, Math.max(0, opts.limit));
 }
 
-/** The highest version of an ascending list whose timestamp is not after `time`. */
+/**
+ * The `asOf` rule every store follows: of the entries whose timestamp is not after `time`, the one
+ * with the latest timestamp, ties going to the highest version.
+ */
 export function entryAsOf(entries: readonly HistoryEntry[], time: Date): HistoryEntry | undefined {
+  const bound = time.getTime();
   let found: HistoryEntry | undefined;
   for (const entry of entries) {
-    if (entry.timestamp.getTime() <= time.getTime()) found = entry;
+    const at = entry.timestamp.getTime();
+    if (at > bound) continue;
+    const best = found?.timestamp.getTime();
+    if (found === undefined || best === undefined || at > best || (at === best && entry.version > found.version)) {
+      found = entry;
+    }
   }
   return found;
+}
+
+const DEFAULT_PAGE_SIZE = 50;
+
+/** The query a store runs for one page: a version range, an order and a row limit. */
+export interface RangeQuery {
+  readonly fromVersion?: number;
+  readonly toVersion?: number;
+  readonly order: 'asc' | 'desc';
+  readonly limit: number;
+}
+
+/**
+ * @internal `page()` for every store, over the store's own ranged `list`: asks for one entry more
+ * than the page holds to learn whether another page follows.
+ */
+export async function pageOf(
+  list: (query: RangeQuery) => Promise<HistoryEntry[]>,
+  opts: PageOptions = {},
+): Promise<HistoryPage> {
+  const limit = Math.max(1, Math.trunc(opts.limit ?? DEFAULT_PAGE_SIZE) || DEFAULT_PAGE_SIZE);
+  const direction = opts.direction ?? (opts.before !== undefined ? 'backward' : 'forward');
+  const query: RangeQuery =
+    direction === 'forward'
+      ? {
+          order: 'asc',
+          limit: limit + 1,
+          ...(opts.after === undefined ? {} : { fromVersion: Math.floor(opts.after) + 1 }),
+        }
+      : {
+          order: 'desc',
+          limit: limit + 1,
+          ...(opts.before === undefined ? {} : { toVersion: Math.ceil(opts.before) - 1 }),
+        };
+  const fetched = await list(query);
+  const entries = fetched.slice(0, limit);
+  const last = entries.at(-1);
+  if (fetched.length <= limit || last === undefined) return { entries };
+  return {
+    entries,
+    next: direction === 'forward' ? { after: last.version, limit } : { before: last.version, direction, limit },
+  };
+}
+
+/**
+ * @internal `changes()` for every store: walks the history forwards one page at a time and diffs
+ * each snapshot with the one before, so a long history is never held in memory at once.
+ */
+export async function* changesOf(
+  page: (opts: PageOptions) => Promise<HistoryPage>,
+  pageSize = 100,
+): AsyncGenerator<VersionChanges> {
+  let previous: HistoryEntry | undefined;
+  let opts: PageOptions | undefined = { limit: pageSize };
+  while (opts !== undefined) {
+    const current = await page(opts);
+    for (const entry of current.entries) {
+      yield previous === undefined
+        ? { entry, changes: diff({}, entry.snapshot) }
+        : { entry, previousVersion: previous.version, changes: diff(previous.snapshot, entry.snapshot) };
+      previous = entry;
+    }
+    opts = current.next;
+  }
+}
+
+/** @internal The order `byTransaction` returns entries in: by entity type, entity id, then version. */
+export function byEntityAndVersion(a: HistoryEntry, b: HistoryEntry): number {
+  if (a.entityType !== b.entityType) return a.entityType < b.entityType ? -1 : 1;
+  if (a.entityId !== b.entityId) return a.entityId < b.entityId ? -1 : 1;
+  return a.version - b.version;
 }

@@ -1,7 +1,7 @@
 /** The value redacted fields are written as. */
 export const REDACTED = '[redacted]';
 
-/** Thrown by {@link takeSnapshot} for a value that cannot be copied (a cycle). */
+/** Thrown by {@link takeSnapshot} for a value that cannot be copied (a cycle) or is too large. */
 export class SnapshotError extends Error {}
 
 /**
@@ -10,6 +10,7 @@ export class SnapshotError extends Error {}
  * strings, objects with `toJSON` (ObjectId, Decimal128) are copied as what it returns, and
  * functions, symbols and `undefined` fields are left out. Dotted `ignore` paths are removed
  * and `redact` paths masked on the copy only; a path through an array applies to every element.
+ * A copy larger than `maxBytes` (counted as the characters of its JSON text) is rejected.
  *
  * ```ts
  * takeSnapshot({ a: 1, pw: 'x', tmp: 2 }, ['tmp'], ['pw']); // { a: 1, pw: '[redacted]' }
@@ -19,8 +20,18 @@ export function takeSnapshot(
   entity: object,
   ignore: readonly string[] = [],
   redact: readonly string[] = [],
+  maxBytes: number = Number.POSITIVE_INFINITY,
 ): Record<string, unknown> {
   const copy = copyObject(entity, [entity]);
+  if (maxBytes !== Number.POSITIVE_INFINITY) {
+    const size = approximateSize(copy);
+    if (size > maxBytes) {
+      throw new SnapshotError(
+        `its snapshot is about ${size} bytes, more than the ${maxBytes} allowed (maxSnapshotBytes); ` +
+          'history keeps a full copy per version, so keep large blobs out of it (ignore the field) or raise maxSnapshotBytes',
+      );
+    }
+  }
   for (const path of ignore) applyAtPath(copy, path.split('.'), (holder, key) => delete holder[key]);
   for (const path of redact) {
     applyAtPath(copy, path.split('.'), (holder, key) => {
@@ -98,4 +109,24 @@ function applyAtPath(
   const holder = target as Record<string, unknown>;
   if (rest.length === 0) apply(holder, head);
   else applyAtPath(holder[head], rest, apply);
+}
+
+/** The length of the copy's JSON text, counted without building it. */
+function approximateSize(value: unknown): number {
+  if (typeof value === 'string') return value.length + 2;
+  if (value === null || typeof value !== 'object') return 8;
+  if (value instanceof Date) return 24;
+  let size = 2;
+  // Indexed loops over Object.keys: no [key, value] pair or iterator allocated per field (a hot path).
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) size += approximateSize(value[i]) + 1;
+    return size;
+  }
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    size += key.length + 4 + approximateSize(record[key]);
+  }
+  return size;
 }

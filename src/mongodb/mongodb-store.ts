@@ -1,6 +1,16 @@
 import { VersionConflictError } from '../errors.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from '../history/entry.js';
+import type {
+  HistoryEntry,
+  HistoryPage,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  PageOptions,
+  ReadOptions,
+  VersionChanges,
+} from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
+import { changesOf, pageOf } from '../history/reader.js';
 import { type MongoSessionLike, mongodbAdapter } from '../transactions/mongodb.js';
 
 /** A history entry as stored: the entry's own fields, plus the `_id` MongoDB adds. */
@@ -17,9 +27,14 @@ interface MongoCollectionLike {
   insertOne(document: HistoryDocument, options?: { session?: MongoSessionLike }): Promise<unknown>;
   find(
     filter: HistoryDocument,
-    options?: { sort?: SortSpec; limit?: number; projection?: Readonly<Record<string, 0 | 1>> },
+    options?: {
+      sort?: SortSpec;
+      limit?: number;
+      projection?: Readonly<Record<string, 0 | 1>>;
+      session?: MongoSessionLike;
+    },
   ): MongoFindCursorLike;
-  createIndex(keys: SortSpec, options?: { name?: string; unique?: boolean }): Promise<string>;
+  createIndex(keys: SortSpec, options?: { name?: string; unique?: boolean; sparse?: boolean }): Promise<string>;
 }
 
 /**
@@ -48,7 +63,13 @@ export interface MongoHistoryStoreOptions {
 
 const DEFAULT_COLLECTION = 'entity_history';
 const VERSION_INDEX = 'entity_history_version_key';
-const TIMESTAMP_INDEX = 'entity_history_timestamp';
+/**
+ * (entityType, entityId, timestamp, version): serves `asOf`'s sort, version tie-break included,
+ * without an in-memory sort. Collections made by earlier versions also hold the old
+ * `entity_history_timestamp` index, which nothing reads any more and may be dropped.
+ */
+const TIMESTAMP_INDEX = 'entity_history_timestamp_version';
+const TX_INDEX = 'entity_history_tx';
 const WITHOUT_ID = Object.freeze({ _id: 0 as const });
 
 /**
@@ -81,8 +102,9 @@ export class MongoHistoryStore implements HistoryWriter<MongoSessionLike>, Histo
   }
 
   /**
-   * Creates the collection's indexes: the unique (entityType, entityId, version) key and an
-   * (entityType, entityId, timestamp) index for time queries. Safe to call on every start.
+   * Creates the collection's indexes: the unique (entityType, entityId, version) key, an
+   * (entityType, entityId, timestamp, version) index for `asOf` and a sparse `txId` index for
+   * `byTransaction`. Safe to call on every start, and on a collection an earlier version made.
    *
    * ```ts
    * await new MongoHistoryStore(db).ensureSchema();
@@ -93,7 +115,11 @@ export class MongoHistoryStore implements HistoryWriter<MongoSessionLike>, Histo
       { entityType: 1, entityId: 1, version: 1 },
       { name: VERSION_INDEX, unique: true },
     );
-    await this.#collection.createIndex({ entityType: 1, entityId: 1, timestamp: 1 }, { name: TIMESTAMP_INDEX });
+    await this.#collection.createIndex(
+      { entityType: 1, entityId: 1, timestamp: 1, version: 1 },
+      { name: TIMESTAMP_INDEX },
+    );
+    await this.#collection.createIndex({ txId: 1 }, { name: TX_INDEX, sparse: true });
   }
 
   /**
@@ -137,7 +163,44 @@ export class MongoHistoryStore implements HistoryWriter<MongoSessionLike>, Histo
     const filter: HistoryDocument = { entityType, entityId };
     if (Object.keys(version).length > 0) filter.version = version;
     if (opts.limit !== undefined && opts.limit <= 0) return [];
-    return this.#find(filter, { version: 1 }, opts.limit);
+    return this.#find(filter, { version: opts.order === 'desc' ? -1 : 1 }, opts.limit);
+  }
+
+  /**
+   * One page of the entity's history by version, forwards (ascending) or backwards
+   * (descending), with the options of the next page when there is one.
+   *
+   * ```ts
+   * const newest = await history.page('Order', '42', { direction: 'backward', limit: 20 });
+   * const older = newest.next && (await history.page('Order', '42', newest.next));
+   * ```
+   */
+  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
+    return pageOf((query) => this.list(entityType, entityId, query), opts);
+  }
+
+  /**
+   * Every entry one transaction wrote, across entity types, ordered by entity type, id and
+   * version. Served by the `txId` index.
+   *
+   * ```ts
+   * const together = await history.byTransaction(entry.txId);
+   * ```
+   */
+  byTransaction(txId: string): Promise<HistoryEntry[]> {
+    return this.#find({ txId }, { entityType: 1, entityId: 1, version: 1 }, undefined);
+  }
+
+  /**
+   * Each version of the entity, oldest first, with its field-level changes from the previous
+   * one (see `diff`); read a page at a time.
+   *
+   * ```ts
+   * for await (const { entry, changes } of history.changes('Order', '42')) console.log(entry.version, changes);
+   * ```
+   */
+  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
+    return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 
   /**
@@ -153,31 +216,54 @@ export class MongoHistoryStore implements HistoryWriter<MongoSessionLike>, Histo
   }
 
   /**
-   * The entry in force at `time`: the highest version whose timestamp is not after it.
+   * The entry in force at `time`: the one with the latest timestamp not after `time` (ties: the
+   * highest version), read from the (entity type, id, timestamp, version) index in constant time however
+   * long the history. The highest version not after `time` whenever timestamps rise with
+   * versions, as they do for entries the library writes.
    *
    * ```ts
    * const atNewYear = await history.asOf('Order', '42', new Date('2026-01-01'));
    * ```
    */
   async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
-    const [entry] = await this.#find({ entityType, entityId, timestamp: { $lte: time } }, { version: -1 }, 1);
+    const [entry] = await this.#find(
+      { entityType, entityId, timestamp: { $lte: time } },
+      { timestamp: -1, version: -1 },
+      1,
+    );
     return entry;
   }
 
   /**
-   * The entry of the highest version, or `undefined` when the entity has no history.
+   * The entry of the highest version, or `undefined` when the entity has no history. With
+   * `{ session }`, read in that session's transaction (what `onUnchanged: 'skip'` and
+   * `chain: true` use).
    *
    * ```ts
    * const current = await history.latest('Order', '42');
    * ```
    */
-  async latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined> {
-    const [entry] = await this.#find({ entityType, entityId }, { version: -1 }, 1);
+  async latest(
+    entityType: string,
+    entityId: string,
+    opts: ReadOptions<MongoSessionLike> = {},
+  ): Promise<HistoryEntry | undefined> {
+    const [entry] = await this.#find({ entityType, entityId }, { version: -1 }, 1, opts.session);
     return entry;
   }
 
-  async #find(filter: HistoryDocument, sort: SortSpec, limit: number | undefined): Promise<HistoryEntry[]> {
-    const options = limit === undefined ? { sort, projection: WITHOUT_ID } : { sort, limit, projection: WITHOUT_ID };
+  async #find(
+    filter: HistoryDocument,
+    sort: SortSpec,
+    limit: number | undefined,
+    session?: MongoSessionLike,
+  ): Promise<HistoryEntry[]> {
+    const options = {
+      sort,
+      projection: WITHOUT_ID,
+      ...(limit === undefined ? {} : { limit }),
+      ...(session == null ? {} : { session }),
+    };
     const documents = await this.#collection.find(filter, options).toArray();
     return documents.map(toEntry);
   }

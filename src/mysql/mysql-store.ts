@@ -1,8 +1,19 @@
 import { VersionConflictError } from '../errors.js';
-import { entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from '../history/entry.js';
+import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
+import type {
+  HistoryEntry,
+  HistoryPage,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  PageOptions,
+  ReadOptions,
+  VersionChanges,
+} from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
+import { changesOf, pageOf } from '../history/reader.js';
 import { isDuplicateEntry } from '../transactions/mysql-common.js';
+import { connectionOf } from '../transactions/registry.js';
 import { type MysqlCallbackQueryable, type MysqlQueryable, queryableOf, runQuery, selectRows } from './query.js';
 
 /**
@@ -22,13 +33,21 @@ const INT_MAX = 2147483647;
 /** The width of the key columns; longer ids would be truncated (or rejected) by the server. */
 const MAX_KEY_LENGTH = 255;
 const TIMESTAMP_INDEX = HISTORY_COLUMNS.indexOf('timestamp');
+const TX_INDEX = 'entity_history_tx';
 
 /** The SQL a store runs, built once from its table name. */
 interface Statements {
   readonly createTable: string;
+  readonly columnsPresent: string;
+  readonly addColumn: (name: string, type: string) => string;
+  readonly indexPresent: string;
+  readonly createTxIndex: string;
   readonly insert: string;
   readonly list: string;
   readonly listLimited: string;
+  readonly listDesc: string;
+  readonly listDescLimited: string;
+  readonly byTransaction: string;
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
@@ -41,7 +60,7 @@ interface Statements {
  *
  * The InnoDB table (see `ensureSchema`) has the primary key (entity_type, entity_id, version),
  * which rejects a second writer of one version and serves `list`, `at` and `latest`, and an index
- * on (entity_type, entity_id, timestamp) for `asOf`. Snapshots and metadata are JSON (Dates kept
+ * on (entity_type, entity_id, timestamp) for `asOf` and one on tx_id for `byTransaction`. Snapshots and metadata are JSON (Dates kept
  * as `{ "$date": … }`; MariaDB's JSON is LONGTEXT, read back the same). Timestamps are
  * `DATETIME(3)` holding UTC: the store sends and reads them as UTC text, never as driver Dates, so
  * entries keep their exact instant whatever the connection's or the server's time zone.
@@ -78,7 +97,10 @@ export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, History
   }
 
   /**
-   * Creates the table with its key and index when it does not exist; safe to call at every start.
+   * Creates the table with its key and indexes when it does not exist, and brings a table
+   * created by an earlier version up to date (adds the `schema_version`, `hash` and `prev_hash`
+   * columns and the `tx_id` index); safe to call at every start. Works on MySQL 8 and MariaDB
+   * (it looks in information_schema rather than relying on `ADD COLUMN IF NOT EXISTS`).
    *
    * ```ts
    * await new MysqlHistoryStore(pool).ensureSchema();
@@ -86,6 +108,21 @@ export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, History
    */
   async ensureSchema(): Promise<void> {
     await runQuery(this.#db, this.#sql.createTable);
+    const [schema, name] = this.#schemaAndName();
+    const columns = await selectRows<{ name: string }>(this.#db, this.#sql.columnsPresent, [schema, name]);
+    const present = new Set(columns.map((column) => column.name.toLowerCase()));
+    for (const column of ADDED_COLUMNS) {
+      if (present.has(column.name)) continue;
+      const type = column.type === 'integer' ? 'INT NULL' : 'VARCHAR(64) NULL';
+      await ignoring(ER_DUP_FIELDNAME, runQuery(this.#db, this.#sql.addColumn(column.name, type)));
+    }
+    const indexes = await selectRows<{ name: string }>(this.#db, this.#sql.indexPresent, [schema, name]);
+    if (indexes.length === 0) await ignoring(ER_DUP_KEYNAME, runQuery(this.#db, this.#sql.createTxIndex));
+  }
+
+  #schemaAndName(): [string | null, string] {
+    const parts = this.table.split('.');
+    return parts.length === 2 ? [parts[0] as string, parts[1] as string] : [null, this.table];
   }
 
   /**
@@ -98,7 +135,7 @@ export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, History
    * ```
    */
   async save(entry: HistoryEntry, session?: MysqlQueryable): Promise<void> {
-    const through = session == null ? this.#db : queryableOf(session);
+    const through = session == null ? this.#db : queryableOf(await connectionOf(session));
     if (through === undefined) {
       throw new TypeError(
         'MysqlHistoryStore.save was given a session without query(sql, values). Pass the mysql2/promise or mariadb ' +
@@ -141,11 +178,50 @@ export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, History
   async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
     const from = clamp(Math.ceil(opts.fromVersion ?? INT_MIN));
     const to = clamp(Math.floor(opts.toVersion ?? INT_MAX));
+    const desc = opts.order === 'desc';
     if (opts.limit === undefined || opts.limit === Number.POSITIVE_INFINITY) {
-      return this.#entries(this.#sql.list, [entityType, entityId, from, to]);
+      return this.#entries(desc ? this.#sql.listDesc : this.#sql.list, [entityType, entityId, from, to]);
     }
     const limit = Math.max(0, Math.trunc(opts.limit)) || 0;
-    return this.#entries(this.#sql.listLimited, [entityType, entityId, from, to, limit]);
+    const sql = desc ? this.#sql.listDescLimited : this.#sql.listLimited;
+    return this.#entries(sql, [entityType, entityId, from, to, limit]);
+  }
+
+  /**
+   * One page of the entity's history by version, forwards (ascending) or backwards
+   * (descending), with the options of the next page when there is one.
+   *
+   * ```ts
+   * const newest = await history.page('Order', '42', { direction: 'backward', limit: 20 });
+   * const older = newest.next && (await history.page('Order', '42', newest.next));
+   * ```
+   */
+  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
+    return pageOf((query) => this.list(entityType, entityId, query), opts);
+  }
+
+  /**
+   * Every entry one transaction wrote, across entity types, ordered by entity type, id and
+   * version. Served by the `tx_id` index.
+   *
+   * ```ts
+   * const together = await history.byTransaction(entry.txId);
+   * ```
+   */
+  byTransaction(txId: string): Promise<HistoryEntry[]> {
+    return this.#entries(this.#sql.byTransaction, [txId]);
+  }
+
+  /**
+   * Each version of the entity, oldest first, with its field-level changes from the previous
+   * one (see `diff`); read a page at a time.
+   *
+   * ```ts
+   * for await (const { entry, changes } of history.changes('Order', '42')) console.log(entry.version, changes);
+   * ```
+   */
+  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
+    return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 
   /**
@@ -161,7 +237,10 @@ export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, History
   }
 
   /**
-   * The entry in force at `time`: the highest version whose timestamp is not after it.
+   * The entry in force at `time`: the one with the latest timestamp not after `time` (ties: the
+   * highest version), read from the (entity type, id, timestamp) index in constant time however
+   * long the history. The highest version not after `time` whenever timestamps rise with
+   * versions, as they do for entries the library writes.
    *
    * ```ts
    * const atNewYear = await history.asOf('Order', '42', new Date('2026-01-01'));
@@ -173,18 +252,36 @@ export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, History
   }
 
   /**
-   * The entity's highest version, or `undefined`.
+   * The entity's highest version, or `undefined`. With `{ session }`, read through that
+   * connection, inside its open transaction (what `onUnchanged: 'skip'` and `chain: true` use).
    *
    * ```ts
    * const current = await history.latest('Order', '42');
    * ```
    */
-  async latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined> {
-    return (await this.#entries(this.#sql.latest, [entityType, entityId]))[0];
+  async latest(
+    entityType: string,
+    entityId: string,
+    opts: ReadOptions<MysqlQueryable> = {},
+  ): Promise<HistoryEntry | undefined> {
+    const through = opts.session == null ? undefined : queryableOf(await connectionOf(opts.session));
+    return (await this.#entries(this.#sql.latest, [entityType, entityId], through))[0];
   }
 
-  async #entries(sql: string, values: unknown[]): Promise<HistoryEntry[]> {
-    return (await selectRows<HistoryRow>(this.#db, sql, values)).map(rowToEntry);
+  async #entries(sql: string, values: unknown[], through: MysqlQueryable = this.#db): Promise<HistoryEntry[]> {
+    return (await selectRows<HistoryRow>(through, sql, values)).map(rowToEntry);
+  }
+}
+
+const ER_DUP_FIELDNAME = 1060;
+const ER_DUP_KEYNAME = 1061;
+
+/** Awaits a DDL statement, ignoring the error another process racing on the same DDL causes. */
+async function ignoring(errno: number, statement: Promise<unknown>): Promise<void> {
+  try {
+    await statement;
+  } catch (error) {
+    if ((error as { errno?: unknown }).errno !== errno) throw error;
   }
 }
 
@@ -232,6 +329,7 @@ function statements(table: string): Statements {
   }).join(', ');
   const select = `SELECT ${read} FROM ${t} WHERE \`entity_type\` = ? AND \`entity_id\` = ?`;
   const list = `${select} AND \`version\` BETWEEN ? AND ? ORDER BY \`version\``;
+  const listDesc = `${list} DESC`;
   return {
     createTable:
       `CREATE TABLE IF NOT EXISTS ${t} (` +
@@ -239,14 +337,29 @@ function statements(table: string): Statements {
       "`version` INT NOT NULL, `op` ENUM('create', 'update', 'delete') NOT NULL, " +
       '`timestamp` DATETIME(3) NOT NULL, `snapshot` JSON NOT NULL, `actor` TEXT NULL, `reason` TEXT NULL, ' +
       '`metadata` JSON NULL, `tx_id` VARCHAR(255) NULL, ' +
+      '`schema_version` INT NULL, `hash` VARCHAR(64) NULL, `prev_hash` VARCHAR(64) NULL, ' +
       'PRIMARY KEY (`entity_type`, `entity_id`, `version`), ' +
-      'KEY `entity_history_as_of` (`entity_type`, `entity_id`, `timestamp`)' +
+      'KEY `entity_history_as_of` (`entity_type`, `entity_id`, `timestamp`), ' +
+      `KEY \`${TX_INDEX}\` (\`tx_id\`)` +
       ') ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin',
+    columnsPresent:
+      'SELECT COLUMN_NAME AS `name` FROM information_schema.COLUMNS ' +
+      'WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?',
+    addColumn: (name, type) => `ALTER TABLE ${t} ADD COLUMN \`${name}\` ${type}`,
+    indexPresent:
+      'SELECT INDEX_NAME AS `name` FROM information_schema.STATISTICS ' +
+      `WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND INDEX_NAME = '${TX_INDEX}'`,
+    createTxIndex: `CREATE INDEX \`${TX_INDEX}\` ON ${t} (\`tx_id\`)`,
     insert: `INSERT INTO ${t} (${HISTORY_COLUMNS.map((column) => `\`${column}\``).join(', ')}) VALUES (${HISTORY_COLUMNS.map(() => '?').join(', ')})`,
     list,
     listLimited: `${list} LIMIT ?`,
+    listDesc,
+    listDescLimited: `${listDesc} LIMIT ?`,
+    byTransaction: `SELECT ${read} FROM ${t} WHERE \`tx_id\` = ? ORDER BY \`entity_type\`, \`entity_id\`, \`version\``,
     at: `${select} AND \`version\` = ?`,
-    asOf: `${select} AND \`timestamp\` <= ? ORDER BY \`version\` DESC LIMIT 1`,
+    // The column, qualified: a bare `timestamp` in ORDER BY would name the formatted text the SELECT returns,
+    // which no index serves. InnoDB's index carries the primary key's version, so the tie-break needs no filesort.
+    asOf: `${select} AND \`timestamp\` <= ? ORDER BY ${t}.\`timestamp\` DESC, \`version\` DESC LIMIT 1`,
     latest: `${select} ORDER BY \`version\` DESC LIMIT 1`,
   };
 }

@@ -12,7 +12,8 @@ const NOTHING_MATCHED_FIELDS = [
  * The default reading of a guarded write's result: did it match nothing? Covers MongoDB
  * (`matchedCount`, `deletedCount`), pg (`rowCount` of an UPDATE or DELETE), mysql2 and mariadb
  * (`affectedRows`, also inside mysql2's `[result, fields]` pair), better-sqlite3 (`changes`),
- * TypeORM (`affected`), Prisma (`count`) and a plain `false`. Only applied to update and delete calls.
+ * TypeORM (`affected`), Prisma (`count`), Kysely (`numUpdatedRows`, `numDeletedRows` of `0n`) and a
+ * plain `false` (return `updated > 0` from a Knex update). Only applied to update and delete calls.
  */
 export function defaultConflict(result: unknown): boolean {
   if (result === false) return true;
@@ -25,5 +26,7 @@ function isNothingMatched(result: unknown): boolean {
   const record = result as Record<string, unknown>;
   // A pg result of a SELECT or INSERT has rowCount too; only UPDATE and DELETE say "matched".
   if (typeof record.command === 'string' && !/^(UPDATE|DELETE)$/i.test(record.command)) return false;
-  return NOTHING_MATCHED_FIELDS.some((field) => record[field] === 0);
+  if (NOTHING_MATCHED_FIELDS.some((field) => record[field] === 0)) return true;
+  // Kysely's UpdateResult and DeleteResult count in bigint.
+  return record.numUpdatedRows === 0n || record.numDeletedRows === 0n;
 }

@@ -1,18 +1,23 @@
 import { ambient, type CallInfo, runWithAmbient, type TransactionFrame } from '../context.js';
 import {
+  ConnectionLostError,
   DecoratorError,
   EventHistoryError,
   HistoryWriteError,
   InvalidEntityError,
   MissingSessionError,
+  TransactionStateError,
   VersionConflictError,
 } from '../errors.js';
 import type { HistoryEntry, HistoryWriter } from '../history/entry.js';
 import { takeSnapshot } from '../history/snapshot.js';
 import type { TransactionAdapter } from '../transactions/adapter.js';
+import { isConnectionLost } from '../transactions/connection-lost.js';
 import { findAdapter } from '../transactions/registry.js';
+import { providedSession } from '../transactions/session-provider.js';
 import type { CallPlan } from './plan.js';
 import { planFor } from './plan.js';
+import { finishEntry, isUnchanged, readPrevious } from './previous.js';
 import type { MethodSpec } from './spec.js';
 import { type Stamp, stampEntity } from './stamp.js';
 import { anyCause, backoff, newFrame, propagation, undo } from './transaction.js';
@@ -40,9 +45,12 @@ export function invoke(spec: MethodSpec, service: object, args: unknown[]): Prom
   // Not async: one promise fewer per call. Synchronous failures still reach the caller as rejections.
   try {
     const plan = planFor(spec, service);
-    const entity = args[plan.entityIndex];
-    const entityType = entityTypeOf(plan, entity);
-    validateEntity(plan, entity, entityType);
+    const candidate = args[plan.entityIndex];
+    const entityType = readingEntity(plan, undefined, () => entityTypeOf(plan, candidate));
+    const entity = readingEntity(plan, entityType, () => {
+      validateEntity(plan, candidate, entityType);
+      return candidate;
+    });
     const session = sessionOf(plan, args);
     const writer = plan.source === undefined ? undefined : resolveWriter(plan.source, service, plan.method);
     const call: Call = { plan, spec, service, args, entity, entityType, session, writer };
@@ -50,6 +58,9 @@ export function invoke(spec: MethodSpec, service: object, args: unknown[]): Prom
     switch (route.kind) {
       case 'none':
         if (plan.requireSession && writer?.transactional !== false) throw new MissingSessionError(plan.method);
+        // Without a transaction nothing can be rolled back: an entity whose snapshot cannot be
+        // taken must fail before the method writes it.
+        if (writer !== undefined) snapshotOf(plan, entity, entityType, entityType);
         return attempt(call, undefined, undefined);
       case 'nested':
       case 'join':
@@ -66,10 +77,14 @@ export function invoke(spec: MethodSpec, service: object, args: unknown[]): Prom
 async function own(call: Call, adapter: TransactionAdapter<unknown>): Promise<unknown> {
   for (let attemptNo = 0; ; attemptNo++) {
     let frame: TransactionFrame | undefined;
+    let workDone = false;
     try {
-      return await adapter.run(call.session, () => {
-        frame = newFrame(call.session, adapter);
-        return attempt(call, frame, adapter);
+      return await adapter.run(call.session, async (opened?: unknown) => {
+        const inside = opened === undefined || opened === call.session ? call : withSession(call, opened);
+        frame = newFrame(inside.session, adapter);
+        const result = await attempt(inside, frame, adapter);
+        workDone = true;
+        return result;
       });
     } catch (error) {
       if (frame) undo(frame);
@@ -78,9 +93,36 @@ async function own(call: Call, adapter: TransactionAdapter<unknown>): Promise<un
         await backoff(attemptNo);
         continue;
       }
-      throw classify(error, call, undefined, adapter);
+      const classified = classify(error, call, undefined, adapter);
+      if (workDone && classified === error && !(error instanceof EventHistoryError)) throw commitFailed(adapter, error);
+      throw classified;
     }
   }
+}
+
+/** The database refused the COMMIT of a call whose writes all succeeded (a deferred constraint, say). */
+function commitFailed(adapter: TransactionAdapter<unknown>, cause: unknown): TransactionStateError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new TransactionStateError(
+    adapter.name,
+    'COMMIT_FAILED',
+    `The database refused to commit the transaction (${reason}), so it was rolled back and nothing of the call was ` +
+      'kept; the entity was restored. See cause for the reason (a deferred constraint, a trigger), fix it and retry the call.',
+    { cause },
+  );
+}
+
+/**
+ * The call with the transaction an adapter opened (an ORM's transaction object) in place of the
+ * root session it was given, in the session argument too, so the method writes inside it.
+ */
+function withSession(call: Call, opened: unknown): Call {
+  const args = [...call.args];
+  const index = call.plan.sessionIndex;
+  const arg = args[index];
+  if (arg === call.session) args[index] = opened;
+  else if (isPlainObject(arg) && arg.session === call.session) args[index] = { ...arg, session: opened };
+  return { ...call, args, session: opened };
 }
 
 /** One attempt: stamp, run the method, check for a conflict, write history. Restores on failure. */
@@ -90,6 +132,18 @@ async function attempt(
   adapter: TransactionAdapter<unknown> | undefined,
 ): Promise<unknown> {
   const { plan, entity } = call;
+  // onUnchanged: 'skip' decides before anything is stamped or written, so a skipped call leaves no trace.
+  let previous: HistoryEntry | undefined;
+  let previousRead = false;
+  if (call.writer && plan.onUnchanged === 'skip' && plan.op === 'update') {
+    try {
+      previous = await readPrevious(plan, call.writer, call.entityType, idOf(plan, entity) ?? '', call.session);
+    } catch (error) {
+      throw classify(error, call, undefined, adapter);
+    }
+    if (isUnchanged(plan, entity, previous)) return undefined;
+    previousRead = true;
+  }
   const stamp = stampEntity(plan, entity, call.entityType);
   try {
     const info: CallInfo = {
@@ -113,7 +167,12 @@ async function attempt(
       });
     }
     if (call.writer) {
-      const entry = historyEntry(call, stamp, info, frame);
+      const written = historyEntry(call, stamp, info, frame);
+      const prior =
+        plan.chain && !previousRead
+          ? await readPrevious(plan, call.writer, written.entityType, written.entityId, call.session)
+          : previous;
+      const entry = finishEntry(plan, written, prior);
       try {
         await call.writer.save((plan.map ? plan.map(entry) : entry) as HistoryEntry, call.session);
       } catch (error) {
@@ -158,17 +217,7 @@ function historyEntry(call: Call, stamp: Stamp, info: CallInfo, frame: Transacti
       entityType,
     );
   }
-  let snapshot: Record<string, unknown>;
-  try {
-    snapshot = takeSnapshot(entity, plan.ignore, plan.redact);
-  } catch (error) {
-    throw new InvalidEntityError(
-      `${entityType} ${entityId} cannot be copied into a history snapshot: ${(error as Error).message}. ` +
-        'Remove the field (or list it in ignore) so the entity is plain data.',
-      entityType,
-      { cause: error },
-    );
-  }
+  const snapshot = snapshotOf(plan, entity, `${entityType} ${entityId}`, entityType);
   const context = ambient()?.history;
   const extra = plan.metadata?.(info);
   const metadata = context?.metadata || extra ? { ...context?.metadata, ...extra } : undefined;
@@ -187,6 +236,19 @@ function historyEntry(call: Call, stamp: Stamp, info: CallInfo, frame: Transacti
   return entry;
 }
 
+function snapshotOf(plan: CallPlan, entity: Entity, what: string, entityType: string): Record<string, unknown> {
+  try {
+    return takeSnapshot(entity, plan.ignore, plan.redact, plan.maxSnapshotBytes);
+  } catch (error) {
+    throw new InvalidEntityError(
+      `${what} cannot be copied into a history snapshot: ${(error as Error).message}. ` +
+        'Remove the field (or list it in ignore) so the entity is plain data.',
+      entityType,
+      { cause: error },
+    );
+  }
+}
+
 /** A writer's failure as the caller sees it: a key violation is a conflict, anything else a `HistoryWriteError`. */
 function historyWriteFailure(
   error: unknown,
@@ -195,6 +257,7 @@ function historyWriteFailure(
   frame: TransactionFrame | undefined,
 ): unknown {
   if (error instanceof EventHistoryError) return error;
+  if (frame !== undefined && isConnectionLost(error)) return new ConnectionLostError(frame.adapter.name, error);
   if (frame?.adapter.isConflict?.(error)) {
     return new VersionConflictError(entry.entityType, entry.entityId, stamp.expectedVersion, {
       cause: error,
@@ -211,7 +274,9 @@ function classify(
   stamp: Stamp | undefined,
   adapter: TransactionAdapter<unknown> | undefined,
 ): unknown {
-  if (error instanceof EventHistoryError || !adapter?.isConflict?.(error)) return error;
+  if (error instanceof EventHistoryError) return error;
+  if (adapter !== undefined && isConnectionLost(error)) return new ConnectionLostError(adapter.name, error);
+  if (!adapter?.isConflict?.(error)) return error;
   const id = idOf(call.plan, call.entity) ?? '(new)';
   const expected = stamp?.expectedVersion ?? expectedOf(call);
   return new VersionConflictError(call.entityType, id, expected, {
@@ -228,7 +293,7 @@ function expectedOf(call: Call): number | undefined {
 function sessionOf(plan: CallPlan, args: readonly unknown[]): unknown {
   const arg = args[plan.sessionIndex];
   const explicit = isPlainObject(arg) && ('session' in arg || !findAdapter(arg)) ? arg.session : arg;
-  return explicit ?? ambient()?.session;
+  return explicit ?? ambient()?.session ?? providedSession();
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -237,7 +302,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
-function entityTypeOf(plan: CallPlan, entity: unknown): string {
+export function entityTypeOf(plan: CallPlan, entity: unknown): string {
   if (plan.entityType !== undefined) return plan.entityType;
   if (entity !== null && typeof entity === 'object') {
     const name = (entity as { constructor?: { name?: unknown } }).constructor?.name;
@@ -245,6 +310,21 @@ function entityTypeOf(plan: CallPlan, entity: unknown): string {
   }
   if (plan.designEntityType !== undefined) return plan.designEntityType;
   return plan.serviceName.replace(/Service$/, '') || plan.serviceName;
+}
+
+/** Runs a read of the entity; a getter or proxy trap that throws makes it an `InvalidEntityError`. */
+function readingEntity<T>(plan: CallPlan, entityType: string | undefined, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof EventHistoryError) throw error;
+    throw new InvalidEntityError(
+      `${plan.method} could not read its ${entityType ?? 'entity'}: ${(error as Error)?.message ?? String(error)}. ` +
+        'Pass plain data whose fields can be read: no getters or proxies that throw.',
+      entityType,
+      { cause: error },
+    );
+  }
 }
 
 function validateEntity(plan: CallPlan, entity: unknown, entityType: string): asserts entity is Entity {
@@ -260,6 +340,9 @@ function validateEntity(plan: CallPlan, entity: unknown, entityType: string): as
   if (Object.isFrozen(entity)) {
     fail(`got a frozen ${entityType}, which cannot be stamped`, 'Pass a mutable copy ({ ...entity }).');
   }
+  // Every field the snapshot will copy is read now, before anything is written: a getter or proxy
+  // trap that throws would otherwise fail the user's write or the snapshot midway.
+  for (const key of Object.keys(entity as object)) void (entity as Entity)[key];
   if (plan.op === 'create') return;
   const record = entity as Entity;
   const version = record[plan.versionField];
@@ -277,7 +360,7 @@ function validateEntity(plan: CallPlan, entity: unknown, entityType: string): as
   }
 }
 
-function idOf(plan: CallPlan, entity: Entity): string | undefined {
+export function idOf(plan: CallPlan, entity: Entity): string | undefined {
   const value = entity[plan.idField] ?? entity._id;
   switch (typeof value) {
     case 'string':

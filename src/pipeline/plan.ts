@@ -1,7 +1,8 @@
 import type { CallInfo } from '../context.js';
-import type { HistorySource } from '../decorators/options.js';
+import type { HistorySource, HistoryTrackedOptions } from '../decorators/options.js';
 import { markedParameters } from '../decorators/params.js';
 import { getMetadata } from '../decorators/reflect.js';
+import { DecoratorError } from '../errors.js';
 import type { HistoryEntry, HistoryOp } from '../history/entry.js';
 import { defaultConflict } from './conflict.js';
 import { type MethodSpec, opOf } from './spec.js';
@@ -31,9 +32,41 @@ export interface CallPlan {
   readonly redact: readonly string[];
   readonly metadata: ((call: CallInfo) => Record<string, unknown>) | undefined;
   readonly map: ((entry: HistoryEntry) => unknown) | undefined;
+  readonly maxSnapshotBytes: number;
+  readonly onUnchanged: 'record' | 'skip';
+  readonly chain: boolean;
+  readonly schemaVersion: number | undefined;
 }
 
+/** Default of `maxSnapshotBytes`: far above an ordinary entity, below the packet limits of the SQL servers. */
+const DEFAULT_MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024;
+
 const systemClock = (): Date => new Date();
+
+/** The options that read the previous entry (`onUnchanged`, `chain`) and `schemaVersion`, checked. */
+function readingOptions(
+  serviceName: string,
+  method: string,
+  t: HistoryTrackedOptions,
+): Pick<CallPlan, 'onUnchanged' | 'chain' | 'schemaVersion'> {
+  const where = `@HistoryTracked on ${serviceName}.${method}`;
+  const onUnchanged = t.onUnchanged ?? 'record';
+  if (onUnchanged !== 'record' && onUnchanged !== 'skip') {
+    throw new DecoratorError(`${where}: onUnchanged must be 'record' or 'skip', got ${String(onUnchanged)}.`);
+  }
+  const chain = t.chain === true;
+  if (t.map !== undefined && (chain || onUnchanged === 'skip')) {
+    throw new DecoratorError(
+      `${where}: chain and onUnchanged: 'skip' read back the entries the store wrote, which map changes. ` +
+        'Drop map (use a built-in store) or drop those options.',
+    );
+  }
+  const schemaVersion = t.schemaVersion;
+  if (schemaVersion !== undefined && (!Number.isInteger(schemaVersion) || schemaVersion < 1)) {
+    throw new DecoratorError(`${where}: schemaVersion must be an integer of at least 1, got ${String(schemaVersion)}.`);
+  }
+  return { onUnchanged, chain, schemaVersion };
+}
 
 export function planFor(spec: MethodSpec, service: object): CallPlan {
   const cached = spec.cache as { ctor: unknown; plan: CallPlan } | undefined;
@@ -79,5 +112,7 @@ function compile(spec: MethodSpec, service: object): CallPlan {
     redact: t.redact ?? [],
     metadata: t.metadata,
     map: t.map,
+    maxSnapshotBytes: t.maxSnapshotBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES,
+    ...readingOptions(serviceName, spec.name, t),
   });
 }

@@ -19,6 +19,17 @@ export interface Stamp {
 }
 
 const expectedVersions = new WeakMap<object, number>();
+const continuedVersions = new WeakMap<object, number>();
+
+/**
+ * @internal While set, a create of `entity` stamps `version` instead of `initialVersion`: `revert`
+ * restores a deleted entity as the version after its tombstone, so its history continues. Pass
+ * `undefined` to clear.
+ */
+export function continueVersion(entity: object, version: number | undefined): void {
+  if (version === undefined) continuedVersions.delete(entity);
+  else continuedVersions.set(entity, version);
+}
 
 /**
  * The version an entity had when the running decorated update or delete began: use it to
@@ -62,7 +73,7 @@ export function stampEntity(plan: CallPlan, entity: Record<string, unknown>, ent
       release: () => expectedVersions.delete(entity),
     };
   }
-  const version = expected === undefined ? plan.initialVersion : expected + 1;
+  const version = expected === undefined ? (continuedVersions.get(entity) ?? plan.initialVersion) : expected + 1;
   const timestamp = plan.clock();
   const before = [remember(entity, plan.versionField), remember(entity, plan.timestampField)];
   try {

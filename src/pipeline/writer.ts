@@ -75,7 +75,8 @@ function checked(writer: unknown, what: string): HistoryWriter {
     return writer as HistoryWriter;
   }
   throw new DecoratorError(
-    `${what} is ${writer === undefined ? 'undefined' : 'not a history writer'}: it needs a save(entry, session) method.`,
+    `${what} is ${writer === undefined ? 'undefined' : 'not a history writer'}: it needs a save(entry, session) method. ` +
+      'Set it to a history writer (a built-in store such as PostgresHistoryStore, or your own object with save).',
   );
 }
 

@@ -1,7 +1,18 @@
 import { VersionConflictError } from '../errors.js';
-import { entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from '../history/entry.js';
+import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
+import type {
+  HistoryEntry,
+  HistoryPage,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  PageOptions,
+  ReadOptions,
+  VersionChanges,
+} from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
+import { changesOf, pageOf } from '../history/reader.js';
+import { connectionOf } from '../transactions/registry.js';
 import { isUniqueViolation } from '../transactions/sql-state.js';
 
 /**
@@ -36,8 +47,13 @@ const JSON_COLUMNS: ReadonlySet<string> = new Set(['snapshot', 'metadata']);
 interface Statements {
   readonly createTable: string;
   readonly createIndex: string;
+  readonly createTxIndex: string;
+  readonly columnsPresent: string;
+  readonly addColumns: (missing: readonly string[]) => string;
   readonly insert: string;
   readonly list: string;
+  readonly listDesc: string;
+  readonly byTransaction: string;
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
@@ -50,7 +66,7 @@ interface Statements {
  *
  * The table (see `ensureSchema`) has the primary key (entity_type, entity_id, version), which
  * rejects a second writer of one version and serves `list`, `at` and `latest`, and an index on
- * (entity_type, entity_id, timestamp) for `asOf`. Snapshots and metadata are JSONB (Dates kept
+ * (entity_type, entity_id, timestamp) for `asOf` and one on tx_id for `byTransaction`. Snapshots and metadata are JSONB (Dates kept
  * as `{ "$date": … }`), timestamps `timestamptz`. Needs PostgreSQL 13 or later.
  *
  * Give it a `Pool` where you have one. A single `Client` or a PGlite instance is one connection:
@@ -84,21 +100,32 @@ export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, H
   }
 
   /**
-   * Creates the table and its index when they do not exist; safe to call at every start.
+   * Creates the table and its indexes when they do not exist, and brings a table created by an
+   * earlier version up to date (adds the `schema_version`, `hash` and `prev_hash` columns and the
+   * `tx_id` index); safe to call at every start.
    *
    * ```ts
    * await new PostgresHistoryStore(pool).ensureSchema();
    * ```
    */
   async ensureSchema(): Promise<void> {
-    for (const sql of [this.#sql.createTable, this.#sql.createIndex]) {
-      try {
-        await this.connection.query(sql);
-      } catch (error) {
-        // Two processes creating the same table at once: one loses on the catalog's unique key.
-        if (!isCreateRace(error)) throw error;
-        await this.connection.query(sql);
-      }
+    await this.#create(this.#sql.createTable);
+    const { rows } = await this.connection.query(this.#sql.columnsPresent, [quote(this.table)]);
+    const present = new Set((rows as { name: string }[]).map((row) => row.name));
+    const missing = ADDED_COLUMNS.map((column) => column.name).filter((name) => !present.has(name));
+    // Only ALTER when a column is missing: ALTER TABLE locks the table even when it changes nothing.
+    if (missing.length > 0) await this.#create(this.#sql.addColumns(missing));
+    await this.#create(this.#sql.createIndex);
+    await this.#create(this.#sql.createTxIndex);
+  }
+
+  async #create(sql: string): Promise<void> {
+    try {
+      await this.connection.query(sql);
+    } catch (error) {
+      // Two processes creating the same table at once: one loses on the catalog's unique key.
+      if (!isCreateRace(error)) throw error;
+      await this.connection.query(sql);
     }
   }
 
@@ -112,8 +139,8 @@ export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, H
    * ```
    */
   async save(entry: HistoryEntry, session?: PostgresQueryable): Promise<void> {
-    const through = session ?? this.connection;
-    if (typeof through.query !== 'function') {
+    const through = session == null ? this.connection : ((await connectionOf(session)) as PostgresQueryable);
+    if (typeof through?.query !== 'function') {
       throw new TypeError(
         'PostgresHistoryStore.save was given a session without query(text, params). Pass a pg client or PGlite ' +
           '(or its transaction), the session of the decorated call.',
@@ -143,7 +170,45 @@ export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, H
     const from = clamp(Math.ceil(opts.fromVersion ?? INT_MIN));
     const to = clamp(Math.floor(opts.toVersion ?? INT_MAX));
     const limit = opts.limit === undefined ? null : Math.max(0, Math.trunc(opts.limit));
-    return this.#rows(this.#sql.list, [entityType, entityId, from, to, limit]);
+    const sql = opts.order === 'desc' ? this.#sql.listDesc : this.#sql.list;
+    return this.#rows(sql, [entityType, entityId, from, to, limit]);
+  }
+
+  /**
+   * One page of the entity's history by version, forwards (ascending) or backwards
+   * (descending), with the options of the next page when there is one.
+   *
+   * ```ts
+   * const newest = await history.page('Order', '42', { direction: 'backward', limit: 20 });
+   * const older = newest.next && (await history.page('Order', '42', newest.next));
+   * ```
+   */
+  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
+    return pageOf((query) => this.list(entityType, entityId, query), opts);
+  }
+
+  /**
+   * Every entry one transaction wrote, across entity types, ordered by entity type, id and
+   * version. Served by the `tx_id` index.
+   *
+   * ```ts
+   * const together = await history.byTransaction(entry.txId);
+   * ```
+   */
+  byTransaction(txId: string): Promise<HistoryEntry[]> {
+    return this.#rows(this.#sql.byTransaction, [txId]);
+  }
+
+  /**
+   * Each version of the entity, oldest first, with its field-level changes from the previous
+   * one (see `diff`); read a page at a time.
+   *
+   * ```ts
+   * for await (const { entry, changes } of history.changes('Order', '42')) console.log(entry.version, changes);
+   * ```
+   */
+  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
+    return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 
   /**
@@ -159,7 +224,10 @@ export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, H
   }
 
   /**
-   * The entry in force at `time`: the highest version whose timestamp is not after it.
+   * The entry in force at `time`: the one with the latest timestamp not after `time` (ties: the
+   * highest version), read from the (entity type, id, timestamp) index in constant time however
+   * long the history. The highest version not after `time` whenever timestamps rise with
+   * versions, as they do for entries the library writes.
    *
    * ```ts
    * const atNewYear = await history.asOf('Order', '42', new Date('2026-01-01'));
@@ -173,18 +241,24 @@ export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, H
   }
 
   /**
-   * The entity's highest version, or `undefined`.
+   * The entity's highest version, or `undefined`. With `{ session }`, read through that session,
+   * inside its open transaction (what `onUnchanged: 'skip'` and `chain: true` use).
    *
    * ```ts
    * const current = await history.latest('Order', '42');
    * ```
    */
-  async latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined> {
-    return (await this.#rows(this.#sql.latest, [entityType, entityId]))[0];
+  async latest(
+    entityType: string,
+    entityId: string,
+    opts: ReadOptions<PostgresQueryable> = {},
+  ): Promise<HistoryEntry | undefined> {
+    const session = opts.session == null ? undefined : ((await connectionOf(opts.session)) as PostgresQueryable);
+    return (await this.#rows(this.#sql.latest, [entityType, entityId], session))[0];
   }
 
-  async #rows(sql: string, params: unknown[]): Promise<HistoryEntry[]> {
-    const { rows } = await this.connection.query(sql, params);
+  async #rows(sql: string, params: unknown[], session?: PostgresQueryable): Promise<HistoryEntry[]> {
+    const { rows } = await (session ?? this.connection).query(sql, params);
     return (rows as HistoryRow[]).map(rowToEntry);
   }
 }
@@ -226,12 +300,22 @@ function statements(table: string): Statements {
       '"entity_type" text NOT NULL, "entity_id" text NOT NULL, "version" integer NOT NULL, ' +
       `"op" text NOT NULL CHECK ("op" IN ('create', 'update', 'delete')), "timestamp" timestamptz NOT NULL, ` +
       '"snapshot" jsonb NOT NULL, "actor" text, "reason" text, "metadata" jsonb, "tx_id" text, ' +
+      '"schema_version" integer, "hash" text, "prev_hash" text, ' +
       'PRIMARY KEY ("entity_type", "entity_id", "version"))',
     createIndex: `CREATE INDEX IF NOT EXISTS "${indexName(table, 'entity_time_idx')}" ON ${t} ("entity_type", "entity_id", "timestamp")`,
+    createTxIndex: `CREATE INDEX IF NOT EXISTS "${indexName(table, 'tx_idx')}" ON ${t} ("tx_id")`,
+    columnsPresent:
+      'SELECT attname::text AS name FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped',
+    addColumns: (missing) =>
+      `ALTER TABLE ${t} ${ADDED_COLUMNS.filter((column) => missing.includes(column.name))
+        .map((column) => `ADD COLUMN IF NOT EXISTS "${column.name}" ${column.type}`)
+        .join(', ')}`,
     insert: `INSERT INTO ${t} (${columns}) VALUES (${values.join(', ')})`,
     list: `${select} AND "version" BETWEEN $3 AND $4 ORDER BY "version" LIMIT $5`,
+    listDesc: `${select} AND "version" BETWEEN $3 AND $4 ORDER BY "version" DESC LIMIT $5`,
+    byTransaction: `SELECT ${columns} FROM ${t} WHERE "tx_id" = $1 ORDER BY "entity_type", "entity_id", "version"`,
     at: `${select} AND "version" = $3`,
-    asOf: `${select} AND "timestamp" <= $3 ORDER BY "version" DESC LIMIT 1`,
+    asOf: `${select} AND "timestamp" <= $3 ORDER BY "timestamp" DESC, "version" DESC LIMIT 1`,
     latest: `${select} ORDER BY "version" DESC LIMIT 1`,
   };
 }

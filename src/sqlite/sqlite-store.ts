@@ -1,7 +1,18 @@
 import { VersionConflictError } from '../errors.js';
-import { entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from '../history/entry.js';
+import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
+import type {
+  HistoryEntry,
+  HistoryPage,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  PageOptions,
+  ReadOptions,
+  VersionChanges,
+} from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
+import { changesOf, pageOf } from '../history/reader.js';
+import { connectionOf } from '../transactions/registry.js';
 import { isSqliteConflict } from '../transactions/sqlite.js';
 
 /**
@@ -46,8 +57,13 @@ const NO_UPPER = Number.MAX_SAFE_INTEGER;
 interface Statements {
   readonly createTable: string;
   readonly createIndex: string;
+  readonly createTxIndex: string;
+  readonly tableInfo: string;
+  readonly addColumn: (name: string, type: string) => string;
   readonly insert: string;
   readonly list: string;
+  readonly listDesc: string;
+  readonly byTransaction: string;
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
@@ -60,7 +76,7 @@ interface Statements {
  *
  * The table (see `ensureSchema`) is keyed by (entity_type, entity_id, version) (`WITHOUT ROWID`,
  * so the key also orders `list`, `at` and `latest`) with an index on (entity_type, entity_id,
- * timestamp) for `asOf`. Snapshots and metadata are JSON text (Dates kept as `{ "$date": … }`),
+ * timestamp) for `asOf` and one on tx_id for `byTransaction`. Snapshots and metadata are JSON text (Dates kept as `{ "$date": … }`),
  * timestamps integer milliseconds since the epoch.
  *
  * ```ts
@@ -94,7 +110,9 @@ export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, 
   }
 
   /**
-   * Creates the table and its index when they do not exist; safe to call at every start.
+   * Creates the table and its indexes when they do not exist, and brings a table created by an
+   * earlier version up to date (adds the `schema_version`, `hash` and `prev_hash` columns and the
+   * `tx_id` index); safe to call at every start.
    *
    * ```ts
    * await new SqliteHistoryStore(db).ensureSchema();
@@ -102,7 +120,20 @@ export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, 
    */
   async ensureSchema(): Promise<void> {
     this.database.exec(this.#sql.createTable);
+    const present = new Set(
+      (this.database.prepare(this.#sql.tableInfo).all() as { name: string }[]).map((column) => column.name),
+    );
+    for (const column of ADDED_COLUMNS) {
+      if (present.has(column.name)) continue;
+      try {
+        this.database.exec(this.#sql.addColumn(column.name, column.type.toUpperCase()));
+      } catch (error) {
+        // Another connection added it in the meantime.
+        if (!/duplicate column name/i.test((error as Error).message)) throw error;
+      }
+    }
     this.database.exec(this.#sql.createIndex);
+    this.database.exec(this.#sql.createTxIndex);
   }
 
   /**
@@ -115,8 +146,8 @@ export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, 
    * ```
    */
   async save(entry: HistoryEntry, session?: SqliteConnectionLike): Promise<void> {
-    const through = session ?? this.database;
-    if (typeof through.prepare !== 'function') {
+    const through = session == null ? this.database : ((await connectionOf(session)) as SqliteConnectionLike);
+    if (typeof through?.prepare !== 'function') {
       throw new TypeError(
         'SqliteHistoryStore.save was given a session without prepare(sql). Pass the better-sqlite3 Database the ' +
           'decorated call runs on.',
@@ -147,7 +178,50 @@ export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, 
     const from = Math.ceil(opts.fromVersion ?? NO_LOWER);
     const to = Math.floor(opts.toVersion ?? NO_UPPER);
     const limit = opts.limit === undefined ? -1 : Math.max(0, Math.trunc(opts.limit));
-    return this.#rows(this.#sql.list, [entityType, entityId, from, to, limit]);
+    return this.#rows(opts.order === 'desc' ? this.#sql.listDesc : this.#sql.list, [
+      entityType,
+      entityId,
+      from,
+      to,
+      limit,
+    ]);
+  }
+
+  /**
+   * One page of the entity's history by version, forwards (ascending) or backwards
+   * (descending), with the options of the next page when there is one.
+   *
+   * ```ts
+   * const newest = await history.page('Order', '42', { direction: 'backward', limit: 20 });
+   * const older = newest.next && (await history.page('Order', '42', newest.next));
+   * ```
+   */
+  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
+    return pageOf((query) => this.list(entityType, entityId, query), opts);
+  }
+
+  /**
+   * Every entry one transaction wrote, across entity types, ordered by entity type, id and
+   * version. Served by the `tx_id` index.
+   *
+   * ```ts
+   * const together = await history.byTransaction(entry.txId);
+   * ```
+   */
+  async byTransaction(txId: string): Promise<HistoryEntry[]> {
+    return this.#rows(this.#sql.byTransaction, [txId]);
+  }
+
+  /**
+   * Each version of the entity, oldest first, with its field-level changes from the previous
+   * one (see `diff`); read a page at a time.
+   *
+   * ```ts
+   * for await (const { entry, changes } of history.changes('Order', '42')) console.log(entry.version, changes);
+   * ```
+   */
+  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
+    return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 
   /**
@@ -163,7 +237,10 @@ export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, 
   }
 
   /**
-   * The entry in force at `time`: the highest version whose timestamp is not after it.
+   * The entry in force at `time`: the one with the latest timestamp not after `time` (ties: the
+   * highest version), read from the (entity type, id, timestamp) index in constant time however
+   * long the history. The highest version not after `time` whenever timestamps rise with
+   * versions, as they do for entries the library writes.
    *
    * ```ts
    * const lastWeek = await history.asOf('Order', '42', new Date(Date.now() - 7 * 86_400_000));
@@ -177,18 +254,24 @@ export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, 
   }
 
   /**
-   * The entity's highest version, or `undefined`.
+   * The entity's highest version, or `undefined`. With `{ session }`, read through that Database,
+   * inside its open transaction (what `onUnchanged: 'skip'` and `chain: true` use).
    *
    * ```ts
    * const current = await history.latest('Order', '42');
    * ```
    */
-  async latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined> {
-    return this.#rows(this.#sql.latest, [entityType, entityId])[0];
+  async latest(
+    entityType: string,
+    entityId: string,
+    opts: ReadOptions<SqliteConnectionLike> = {},
+  ): Promise<HistoryEntry | undefined> {
+    const session = opts.session == null ? undefined : ((await connectionOf(opts.session)) as SqliteConnectionLike);
+    return this.#rows(this.#sql.latest, [entityType, entityId], session)[0];
   }
 
-  #rows(sql: string, params: unknown[]): HistoryEntry[] {
-    return (this.#statement(this.database, sql).all(...params) as HistoryRow[]).map(rowToEntry);
+  #rows(sql: string, params: unknown[], session?: SqliteConnectionLike): HistoryEntry[] {
+    return (this.#statement(session ?? this.database, sql).all(...params) as HistoryRow[]).map(rowToEntry);
   }
 
   #statement(database: SqliteConnectionLike, sql: string): SqliteStatementLike {
@@ -217,7 +300,9 @@ function statements(table: string): Statements {
   const t = quote(table);
   const parts = table.split('.');
   const base = parts.at(-1) ?? table;
-  const index = parts.length === 2 ? `"${parts[0]}"."${base}_entity_time_idx"` : `"${base}_entity_time_idx"`;
+  const indexOf = (suffix: string) =>
+    parts.length === 2 ? `"${parts[0]}"."${base}_${suffix}"` : `"${base}_${suffix}"`;
+  const index = indexOf('entity_time_idx');
   const columns = HISTORY_COLUMNS.map((column) => `"${column}"`).join(', ');
   const select = `SELECT ${columns} FROM ${t} WHERE "entity_type" = ? AND "entity_id" = ?`;
   return {
@@ -226,12 +311,18 @@ function statements(table: string): Statements {
       '"entity_type" TEXT NOT NULL, "entity_id" TEXT NOT NULL, "version" INTEGER NOT NULL, ' +
       `"op" TEXT NOT NULL CHECK ("op" IN ('create', 'update', 'delete')), "timestamp" INTEGER NOT NULL, ` +
       '"snapshot" TEXT NOT NULL, "actor" TEXT, "reason" TEXT, "metadata" TEXT, "tx_id" TEXT, ' +
+      '"schema_version" INTEGER, "hash" TEXT, "prev_hash" TEXT, ' +
       'PRIMARY KEY ("entity_type", "entity_id", "version")) WITHOUT ROWID',
     createIndex: `CREATE INDEX IF NOT EXISTS ${index} ON "${base}" ("entity_type", "entity_id", "timestamp")`,
+    createTxIndex: `CREATE INDEX IF NOT EXISTS ${indexOf('tx_idx')} ON "${base}" ("tx_id")`,
+    tableInfo: parts.length === 2 ? `PRAGMA "${parts[0]}".table_info("${base}")` : `PRAGMA table_info("${base}")`,
+    addColumn: (name, type) => `ALTER TABLE ${t} ADD COLUMN "${name}" ${type}`,
     insert: `INSERT INTO ${t} (${columns}) VALUES (${HISTORY_COLUMNS.map(() => '?').join(', ')})`,
     list: `${select} AND "version" BETWEEN ? AND ? ORDER BY "version" LIMIT ?`,
+    listDesc: `${select} AND "version" BETWEEN ? AND ? ORDER BY "version" DESC LIMIT ?`,
+    byTransaction: `SELECT ${columns} FROM ${t} WHERE "tx_id" = ? ORDER BY "entity_type", "entity_id", "version"`,
     at: `${select} AND "version" = ?`,
-    asOf: `${select} AND "timestamp" <= ? ORDER BY "version" DESC LIMIT 1`,
+    asOf: `${select} AND "timestamp" <= ? ORDER BY "timestamp" DESC, "version" DESC LIMIT 1`,
     latest: `${select} ORDER BY "version" DESC LIMIT 1`,
   };
 }

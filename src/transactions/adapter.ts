@@ -21,12 +21,23 @@ export interface TransactionAdapter<S = unknown> {
   matches(session: unknown): session is S;
   /** Is the session already inside a transaction (which a call then joins)? */
   isActive(session: S): boolean;
-  /** Begin a transaction, run `work`, commit; roll back and rethrow when anything fails. */
-  run<R>(session: S, work: () => Promise<R>): Promise<R>;
+  /**
+   * Begin a transaction, run `work`, commit; roll back and rethrow when anything fails. An adapter
+   * whose transaction is a new object (an ORM's `transaction(async (tx) => …)` callback) passes it
+   * to `work`: the call then runs with it in place of `session` (argument, `currentSession()` and
+   * history write), so the method's writes land inside the transaction.
+   */
+  run<R>(session: S, work: (transaction?: unknown) => Promise<R>): Promise<R>;
   /** A unique-key violation or write conflict: reported as `VersionConflictError`. */
   isConflict?(error: unknown): boolean;
   /** A failure worth retrying the whole transaction for (serialization failure, deadlock). */
   isTransient?(error: unknown): boolean;
   /** The database's own id of the running transaction, when it has one. */
   transactionId?(session: S): string | undefined;
+  /**
+   * The driver connection an ORM session runs on (a pg client, a better-sqlite3 Database, a mysql2
+   * connection), which the built-in history stores write through. Omitted by driver adapters,
+   * whose session is the connection.
+   */
+  connection?(session: S): unknown;
 }

@@ -7,6 +7,7 @@ import {
   isRetryableSqlState,
   isUniqueViolation,
   type PostgresIsolationLevel,
+  type PostgresTransactionIdSource,
   transactionIdOf,
 } from './sql-state.js';
 
@@ -30,6 +31,7 @@ export interface PgClientLike {
  *
  * ```ts
  * registerTransactionAdapter(createPgAdapter({ isolation: 'serializable' }));
+ * registerTransactionAdapter(createPgAdapter({ transactionId: 'random' })); // plain BEGIN
  * ```
  */
 export interface PgAdapterOptions {
@@ -41,6 +43,16 @@ export interface PgAdapterOptions {
    * that owns the transaction.
    */
   readonly isolation?: PostgresIsolationLevel;
+  /**
+   * Where the txId of a transaction the library begins comes from. `'database'` (default): the
+   * transaction's own `pg_current_xact_id()`, sent with `BEGIN` in one query
+   * (`BEGIN; SELECT pg_current_xact_id()::text`), so entries can be matched with the database's
+   * transaction ids (logs, `pg_stat_activity`, logical replication). `'random'`: a plain `BEGIN`
+   * (or `BEGIN ISOLATION LEVEL …`) and a random UUID as txId, which saves the server that
+   * `SELECT` on every call (see BENCHMARKS.md). Either way one transaction's entries share one
+   * txId, and `byTransaction` finds them.
+   */
+  readonly transactionId?: PostgresTransactionIdSource;
 }
 
 type Status = 'I' | 'T' | 'E';
@@ -80,17 +92,21 @@ function statusOf(client: PgClientLike, adapter: string): Status {
  * A client is one connection: concurrent decorated calls on one client run one after the other,
  * and a transaction the caller began with `BEGIN` is joined. The txId of a transaction the
  * library begins is PostgreSQL's `pg_current_xact_id()` (PostgreSQL 13 or later), read in the
- * same round trip as `BEGIN`; in a transaction the caller began, each call gets its own random
- * txId, since reading the database's would cost a round trip.
+ * same round trip as `BEGIN`; with `{ transactionId: 'random' }`, the library sends a plain
+ * `BEGIN` and the txId is a random UUID. In a transaction the caller began, each call gets its
+ * own random txId, since reading the database's would cost a round trip.
  *
  * ```ts
  * import { registerTransactionAdapter } from 'event-history';
  * import { createPgAdapter } from 'event-history/postgres';
  * registerTransactionAdapter(createPgAdapter({ isolation: 'serializable' }));
+ * // or, for the cheapest BEGIN, with random UUIDs as txIds:
+ * registerTransactionAdapter(createPgAdapter({ transactionId: 'random' }));
  * ```
  */
 export function createPgAdapter(options: PgAdapterOptions = {}): TransactionAdapter<PgClientLike> {
-  const begin = beginSql(options.isolation);
+  const begin = beginSql(options.isolation, options.transactionId);
+  const readsId = options.transactionId !== 'random';
   const ids = new WeakMap<PgClientLike, string>();
   const name = options.isolation === undefined ? 'pg' : `pg (${options.isolation})`;
   const rollbackQuietly = async (client: PgClientLike): Promise<void> => {
@@ -113,7 +129,8 @@ export function createPgAdapter(options: PgAdapterOptions = {}): TransactionAdap
           await rollbackQuietly(client);
           throw error;
         }
-        const id = transactionIdOf(begun);
+        // With transactionId 'random' there is no id to read: the pipeline makes a random UUID.
+        const id = readsId ? transactionIdOf(begun) : undefined;
         if (id !== undefined) ids.set(client, id);
         try {
           let result: R;

@@ -69,14 +69,17 @@ function isPGliteTransaction(session: object): session is PGliteTransactionLike 
  * it one after the other. The `tx` of `db.transaction(async (tx) => …)` is a transaction the
  * caller owns: calls given `tx` join it; inside that callback, pass `tx`, never the instance
  * (whose queries wait for the callback to end). The txId of a transaction the library begins is
- * its `pg_current_xact_id()`; in a transaction the caller began, each call gets a random one.
+ * its `pg_current_xact_id()`, or with `{ transactionId: 'random' }` (a plain `BEGIN`) a random
+ * UUID; in a transaction the caller began, each call gets a random one.
  *
  * ```ts
  * registerTransactionAdapter(createPgliteAdapter({ isolation: 'serializable' }));
+ * registerTransactionAdapter(createPgliteAdapter({ transactionId: 'random' }));
  * ```
  */
 export function createPgliteAdapter(options: PgAdapterOptions = {}): TransactionAdapter<PGliteSession> {
-  const begin = beginSql(options.isolation);
+  const begin = beginSql(options.isolation, options.transactionId);
+  const readsId = options.transactionId !== 'random';
   const ids = new WeakMap<PGliteLike, string>();
   const name = options.isolation === undefined ? 'pglite' : `pglite (${options.isolation})`;
   const rollbackQuietly = async (db: PGliteLike): Promise<void> => {
@@ -95,7 +98,8 @@ export function createPgliteAdapter(options: PgAdapterOptions = {}): Transaction
         await rollbackQuietly(db);
         throw error;
       }
-      const id = transactionIdOf(begun);
+      // With transactionId 'random' there is no id to read: the pipeline makes a random UUID.
+      const id = readsId ? transactionIdOf(begun) : undefined;
       if (id !== undefined) ids.set(db, id);
       try {
         let result: R;

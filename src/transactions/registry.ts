@@ -36,6 +36,15 @@ export function findAdapter(session: unknown): TransactionAdapter<unknown> | und
   return undefined;
 }
 
+/**
+ * @internal What a history store writes through for `session`: the driver connection behind an
+ * ORM session (its adapter's `connection`), else the session itself.
+ */
+export async function connectionOf(session: unknown): Promise<unknown> {
+  const adapter = session === null || session === undefined ? undefined : findAdapter(session);
+  return adapter?.connection ? await adapter.connection(session) : session;
+}
+
 /** The adapter that drives `session`, or `UnsupportedSessionError`. */
 export function adapterFor(session: unknown): TransactionAdapter<unknown> {
   const adapter = findAdapter(session);

@@ -32,16 +32,34 @@ const ISOLATION_SQL: Readonly<Record<PostgresIsolationLevel, string>> = Object.f
 });
 
 /**
- * One simple-protocol query that opens the transaction and returns its id, so the id costs no
- * extra round trip. `pg_current_xact_id()` needs PostgreSQL 13 or later.
+ * Where the txId of a transaction the PostgreSQL adapters begin comes from: `'database'`, the
+ * transaction's own `pg_current_xact_id()`, or `'random'`, a random UUID made in the process.
+ *
+ * ```ts
+ * const source: PostgresTransactionIdSource = 'random';
+ * ```
  */
-export function beginSql(isolation: PostgresIsolationLevel | undefined): string {
+export type PostgresTransactionIdSource = 'database' | 'random';
+
+/**
+ * The query that opens the transaction. With `'database'` (the default) it is one simple-protocol
+ * query that also returns the transaction's id, so the id costs no extra round trip
+ * (`pg_current_xact_id()` needs PostgreSQL 13 or later); with `'random'`, a plain `BEGIN`.
+ */
+export function beginSql(
+  isolation: PostgresIsolationLevel | undefined,
+  transactionId: PostgresTransactionIdSource = 'database',
+): string {
   if (isolation !== undefined && !Object.hasOwn(ISOLATION_SQL, isolation)) {
     throw new TypeError(
       `Unknown isolation level ${JSON.stringify(isolation)}: use 'read committed', 'repeatable read' or 'serializable'.`,
     );
   }
-  return `BEGIN${isolation === undefined ? '' : ISOLATION_SQL[isolation]}; SELECT pg_current_xact_id()::text AS id`;
+  if (transactionId !== 'database' && transactionId !== 'random') {
+    throw new TypeError(`Unknown transactionId ${JSON.stringify(transactionId)}: use 'database' or 'random'.`);
+  }
+  const begin = `BEGIN${isolation === undefined ? '' : ISOLATION_SQL[isolation]}`;
+  return transactionId === 'random' ? begin : `${begin}; SELECT pg_current_xact_id()::text AS id`;
 }
 
 /** The `id` the last statement of `beginSql` returned (a multi-statement query yields one result per statement). */

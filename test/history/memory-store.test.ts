@@ -35,6 +35,21 @@ describe('MemoryHistoryStore', () => {
     expect(await store.asOf('Order', 'o1', new Date('2025-12-31T00:00:00Z'))).toBeUndefined();
   });
 
+  it('answers asOf with the latest timestamp not after the time, ties to the highest version, when timestamps do not follow versions', async () => {
+    const skewed = new MemoryHistoryStore();
+    skewed.save(entry(1, '2026-01-01T00:00:00Z'));
+    skewed.save(entry(2, '2026-01-03T00:00:00Z'));
+    skewed.save(entry(3, '2026-01-02T00:00:00Z'));
+    skewed.save(entry(4, '2026-01-01T00:00:00Z'));
+    const asOf = async (at: string) => (await skewed.asOf('Order', 'o1', new Date(at)))?.version;
+
+    expect(await asOf('2025-12-31T23:59:59Z')).toBeUndefined();
+    expect(await asOf('2026-01-01T00:00:00Z')).toBe(4);
+    expect(await asOf('2026-01-02T12:00:00Z')).toBe(3);
+    expect(await asOf('2026-01-03T00:00:00Z')).toBe(2);
+    expect(await asOf('2026-02-01T00:00:00Z')).toBe(2);
+  });
+
   it('enforces the unique (entityType, entityId, version) key with VersionConflictError', () => {
     expect(() => store.save(entry(2, '2026-02-01T00:00:00Z'))).toThrow(VersionConflictError);
   });

@@ -12,6 +12,7 @@ import {
 } from '../../src/index.js';
 import { tickingClock } from '../support/orders.js';
 import { type DatabaseFixture, type OrderRow, REQUIRE_DATABASES } from './fixture.js';
+import { describeReading } from './reading.js';
 
 /** The entity of the suite: an order with a nested customer and an array of lines, Dates inside both. */
 export class Order implements OrderRow {
@@ -479,6 +480,32 @@ export function runBehaviourSuite<S>(fixture: DatabaseFixture<S>): void {
       expect(await fixture.store.at('Probe', id, 1)).toEqual(entry);
     });
 
+    it('asOf returns the entry with the latest timestamp not after the time, ties going to the highest version, even where timestamps do not follow versions', async () => {
+      const id = orderId();
+      const start = Date.UTC(2026, 0, 1);
+      const stampsInSeconds = [0, 20, 10, 0];
+      for (const [index, seconds] of stampsInSeconds.entries()) {
+        await fixture.store.save({
+          entityType: 'Probe',
+          entityId: id,
+          version: index + 1,
+          op: index === 0 ? 'create' : 'update',
+          timestamp: new Date(start + seconds * 1000),
+          snapshot: { id, step: index + 1 },
+        });
+      }
+      const asOf = async (seconds: number) =>
+        (await fixture.store.asOf('Probe', id, new Date(start + seconds * 1000)))?.version;
+
+      expect(await asOf(-1)).toBeUndefined();
+      expect(await asOf(0)).toBe(4);
+      expect(await asOf(5)).toBe(4);
+      expect(await asOf(10)).toBe(3);
+      expect(await asOf(19)).toBe(3);
+      expect(await asOf(20)).toBe(2);
+      expect(await asOf(3600)).toBe(2);
+    });
+
     it('ensureSchema can run again over a table that holds entries', async () => {
       const id = orderId();
       await withSession((session) => services.orders.save(new Order(id, 1), session));
@@ -488,5 +515,7 @@ export function runBehaviourSuite<S>(fixture: DatabaseFixture<S>): void {
 
       expect((await fixture.store.latest('Order', id))?.version).toBe(1);
     });
+
+    describeReading(fixture);
   });
 }

@@ -9,7 +9,9 @@ export interface OrderRow {
 }
 
 /** A built-in history store as the suite uses it. */
-export type SuiteStore<S> = HistoryWriter<S> & HistoryReader & { ensureSchema(): Promise<void> };
+export type SuiteStore<S> = HistoryWriter<S> &
+  HistoryReader &
+  Required<Pick<HistoryReader, 'page' | 'byTransaction' | 'changes'>> & { ensureSchema(): Promise<void> };
 
 /**
  * One database (and driver) the shared behaviour suite runs against. Each fixture owns a
@@ -44,6 +46,18 @@ export interface DatabaseFixture<S = unknown> {
   rollback(session: S): Promise<void>;
   /** The session is not inside a transaction (idle, usable). */
   isIdle(session: S): Promise<boolean>;
+  /** Edits the stored history directly, with the database's own SQL or commands, as an intruder would. */
+  readonly tamper: HistoryTamper;
+}
+
+/** Direct edits of stored history rows (documents), bypassing the store, for the tamper-evidence tests. */
+export interface HistoryTamper {
+  /** Sets `snapshot.total` of one stored entry. */
+  setTotal(entityType: string, entityId: string, version: number, total: number): Promise<void>;
+  /** Deletes one stored entry. */
+  remove(entityType: string, entityId: string, version: number): Promise<void>;
+  /** Inserts an entry by hand, without hash: snapshot `{ id: entityId, total }`, op `update`. */
+  insert(entityType: string, entityId: string, version: number, total: number): Promise<void>;
 }
 
 /**

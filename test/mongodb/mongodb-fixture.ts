@@ -1,6 +1,6 @@
 import type { ClientSession, Collection, MongoClient } from 'mongodb';
 import { MongoHistoryStore } from '../../src/mongodb/index.js';
-import type { DatabaseFixture, OrderRow } from '../integration/fixture.js';
+import type { DatabaseFixture, HistoryTamper, OrderRow } from '../integration/fixture.js';
 import { type MongoTarget, openTarget, plainClient, REAL_MONGODB_URL, uniqueName } from './target.js';
 
 interface OpenState {
@@ -26,6 +26,24 @@ export class MongoFixture implements DatabaseFixture<ClientSession> {
   readonly name = REAL_MONGODB_URL ? 'mongodb' : 'mongodb (scripted wire server)';
   readonly unavailable = undefined;
   readonly concurrentSessions = true;
+  readonly tamper: HistoryTamper = {
+    setTotal: async (entityType, entityId, version, total) => {
+      await this.#history().updateOne({ entityType, entityId, version }, { $set: { 'snapshot.total': total } });
+    },
+    remove: async (entityType, entityId, version) => {
+      await this.#history().deleteOne({ entityType, entityId, version });
+    },
+    insert: async (entityType, entityId, version, total) => {
+      await this.#history().insertOne({
+        entityType,
+        entityId,
+        version,
+        op: 'update',
+        timestamp: new Date(),
+        snapshot: { id: entityId, total },
+      });
+    },
+  };
   #target: MongoTarget | undefined;
   #client: MongoClient | undefined;
   #reader: MongoClient | undefined;
@@ -110,6 +128,11 @@ export class MongoFixture implements DatabaseFixture<ClientSession> {
   #orders(client = this.#client): Collection<OrderDocument> {
     const { dbName, orders } = this.#opened();
     return this.#connected(client).db(dbName).collection<OrderDocument>(orders);
+  }
+
+  #history(): Collection {
+    const { dbName, history } = this.#opened();
+    return this.#connected(this.#reader).db(dbName).collection(history);
   }
 
   #opened(): OpenState {

@@ -52,7 +52,7 @@ describe('MongoHistoryStore', () => {
     }
   });
 
-  it('creates the unique version key and the timestamp index, and can do so again', async () => {
+  it('creates the unique version key, the (timestamp, version) index and the txId index, and can do so again', async () => {
     await store.ensureSchema();
     const indexes = await db.collection(store.collectionName).listIndexes().toArray();
     const byName = Object.fromEntries(indexes.map((index) => [index.name, index]));
@@ -60,8 +60,11 @@ describe('MongoHistoryStore', () => {
       key: { entityType: 1, entityId: 1, version: 1 },
       unique: true,
     });
-    expect(byName.entity_history_timestamp).toMatchObject({ key: { entityType: 1, entityId: 1, timestamp: 1 } });
-    expect(byName.entity_history_timestamp?.unique).toBeUndefined();
+    expect(byName.entity_history_timestamp_version).toMatchObject({
+      key: { entityType: 1, entityId: 1, timestamp: 1, version: 1 },
+    });
+    expect(byName.entity_history_timestamp_version?.unique).toBeUndefined();
+    expect(byName.entity_history_tx).toMatchObject({ key: { txId: 1 } });
   });
 
   it('round-trips snapshots with nested objects, arrays and Dates, as native BSON dates', async () => {

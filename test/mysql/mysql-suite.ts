@@ -379,6 +379,43 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
       expect(created?.['Create Table']).toMatch(/`timestamp` datetime\(3\) NOT NULL/);
     });
 
+    it('ensureSchema upgrades a table made by the previous schema: adds schema_version, hash, prev_hash and the tx_id index', async () => {
+      const table = tableName('eh_legacy');
+      await exec(
+        pool,
+        `CREATE TABLE ${table} (entity_type VARCHAR(255) NOT NULL, entity_id VARCHAR(255) NOT NULL, version INT NOT NULL, ` +
+          "op ENUM('create', 'update', 'delete') NOT NULL, `timestamp` DATETIME(3) NOT NULL, snapshot JSON NOT NULL, " +
+          'actor TEXT NULL, reason TEXT NULL, metadata JSON NULL, tx_id VARCHAR(255) NULL, ' +
+          'PRIMARY KEY (entity_type, entity_id, version)) ENGINE=InnoDB',
+      );
+      const upgraded = new MysqlHistoryStore(kit.queryable(pool), { table });
+
+      await upgraded.ensureSchema();
+      await upgraded.ensureSchema();
+
+      const columns = (await exec(pool, `SHOW COLUMNS FROM ${table}`)) as { Field: string }[];
+      expect(columns.map((column) => column.Field)).toEqual(
+        expect.arrayContaining(['schema_version', 'hash', 'prev_hash']),
+      );
+      const indexes = (await exec(pool, `SHOW INDEX FROM ${table}`)) as { Key_name: string; Column_name: string }[];
+      expect(indexes.filter((row) => row.Key_name === 'entity_history_tx').map((row) => row.Column_name)).toEqual([
+        'tx_id',
+      ]);
+      const entry: HistoryEntry = {
+        entityType: 'Probe',
+        entityId: 'p1',
+        version: 1,
+        op: 'create',
+        timestamp: new Date(Date.UTC(2026, 0, 1)),
+        snapshot: { ok: true },
+        schemaVersion: 2,
+        hash: 'a'.repeat(64),
+        txId: 't1',
+      };
+      await upgraded.save(entry);
+      expect(await upgraded.byTransaction('t1')).toEqual([entry]);
+    });
+
     it('accepts a database-qualified table name and rejects names that are not plain identifiers before any query', async () => {
       const [{ database }] = (await exec(pool, 'SELECT DATABASE() AS `database`')) as [{ database: string }];
       const table = tableName('eh_qualified');
@@ -500,7 +537,7 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
       }
     });
 
-    it('at, asOf, list and latest read through the primary key or the asOf index, never a full scan', async () => {
+    it('at, asOf, list, latest, page and byTransaction read through the primary key or an index, never a full scan', async () => {
       const table = tableName('eh_explain');
       const sent: { sql: string; values: unknown[] }[] = [];
       const target = kit.queryable(pool) as MysqlQueryable & { batch?: unknown };
@@ -524,6 +561,7 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
             op: version === 1 ? 'create' : 'update',
             timestamp: new Date(start + version * 60_000),
             snapshot: { version },
+            txId: `tx-${entity}-${version}`,
           });
         }
       }
@@ -533,6 +571,9 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
         asOf: () => explained.asOf('Order', 'e7', new Date(start + 3 * 60_000)),
         list: () => explained.list('Order', 'e7', { fromVersion: 2, limit: 2 }),
         latest: () => explained.latest('Order', 'e7'),
+        pageForward: () => explained.page('Order', 'e7', { after: 2, limit: 2 }),
+        pageBackward: () => explained.page('Order', 'e7', { direction: 'backward', limit: 2 }),
+        byTransaction: () => explained.byTransaction('tx-7-3'),
       };
       for (const [name, read] of Object.entries(reads)) {
         sent.length = 0;
@@ -543,13 +584,37 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
         const plan = (await exec(pool, `EXPLAIN ${query.sql}`, query.values)) as {
           type: string;
           key: string | null;
+          Extra: string | null;
         }[];
         expect(plan, name).toHaveLength(1);
-        expect(plan[0]?.key, name).toMatch(name === 'asOf' ? /^(PRIMARY|entity_history_as_of)$/ : /^PRIMARY$/);
+        const key =
+          { asOf: /^(PRIMARY|entity_history_as_of)$/, byTransaction: /^entity_history_tx$/ }[name] ?? /^PRIMARY$/;
+        expect(plan[0]?.key, name).toMatch(key);
         expect(plan[0]?.type, name).not.toBe('ALL');
+        // On the asOf index, InnoDB's implicit primary-key suffix (version) serves the tie-break: no sort.
+        if (plan[0]?.key === 'entity_history_as_of') expect(plan[0]?.Extra ?? '', name).not.toMatch(/filesort/);
       }
       expect((await explained.list('Order', 'e7', { fromVersion: 2, limit: 2 })).map((e) => e.version)).toEqual([2, 3]);
       expect((await explained.asOf('Order', 'e7', new Date(start + 3 * 60_000)))?.version).toBe(3);
+
+      // A long history: asOf reads the asOf index, whose implicit primary-key suffix (version) serves the tie-break.
+      await exec(
+        pool,
+        `INSERT INTO ${table} (\`entity_type\`, \`entity_id\`, \`version\`, \`op\`, \`timestamp\`, \`snapshot\`) ` +
+          'WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 900) ' +
+          "SELECT 'Order', 'long', i, 'update', TIMESTAMPADD(SECOND, i, '2026-01-01 00:00:00'), '{}' FROM n",
+      );
+      await exec(pool, `ANALYZE TABLE ${table}`);
+      sent.length = 0;
+      expect((await explained.asOf('Order', 'long', new Date(start + 450_500)))?.version).toBe(450);
+      const [asOfQuery] = sent;
+      if (asOfQuery === undefined) throw new Error('asOf sent no query');
+      const [longPlan] = (await exec(pool, `EXPLAIN ${asOfQuery.sql}`, asOfQuery.values)) as {
+        key: string | null;
+        Extra: string | null;
+      }[];
+      expect(longPlan?.key).toBe('entity_history_as_of');
+      expect(longPlan?.Extra ?? '').not.toMatch(/filesort/);
     });
   });
 }

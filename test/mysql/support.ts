@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'vitest';
 import type { TransactionAdapter } from '../../src/index.js';
 import { MysqlHistoryStore, type MysqlQueryable } from '../../src/mysql/index.js';
-import { type DatabaseFixture, type OrderRow, REQUIRE_DATABASES } from '../integration/fixture.js';
+import { type DatabaseFixture, type HistoryTamper, type OrderRow, REQUIRE_DATABASES } from '../integration/fixture.js';
 
 export const MYSQL_URL = process.env.MYSQL_URL;
 
@@ -105,6 +105,30 @@ export class MysqlFixture<C extends MysqlQueryable, P> implements DatabaseFixtur
   readonly ordersTable = uniqueTable('eh_orders');
   readonly historyTable = uniqueTable('eh_history');
   readonly kit: MysqlDriverKit<C, P>;
+  readonly tamper: HistoryTamper = {
+    setTotal: async (type, id, version, total) => {
+      await this.kit.exec(
+        this.pool,
+        `UPDATE ${this.historyTable} SET snapshot = JSON_SET(snapshot, '$.total', ?) WHERE entity_type = ? AND entity_id = ? AND version = ?`,
+        [total, type, id, version],
+      );
+    },
+    remove: async (type, id, version) => {
+      await this.kit.exec(
+        this.pool,
+        `DELETE FROM ${this.historyTable} WHERE entity_type = ? AND entity_id = ? AND version = ?`,
+        [type, id, version],
+      );
+    },
+    insert: async (type, id, version, total) => {
+      await this.kit.exec(
+        this.pool,
+        `INSERT INTO ${this.historyTable} (entity_type, entity_id, version, op, \`timestamp\`, snapshot) ` +
+          "VALUES (?, ?, ?, 'update', UTC_TIMESTAMP(3), JSON_OBJECT('id', ?, 'total', ?))",
+        [type, id, version, id, total],
+      );
+    },
+  };
   #pool: P | undefined;
   #store: MysqlHistoryStore | undefined;
 

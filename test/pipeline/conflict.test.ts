@@ -12,6 +12,8 @@ describe('the default conflict check', () => {
     ['better-sqlite3', { changes: 0, lastInsertRowid: 0 }],
     ['TypeORM', { raw: [], affected: 0 }],
     ['Prisma updateMany', { count: 0 }],
+    ['Kysely updateTable', { numUpdatedRows: 0n }],
+    ['Kysely deleteFrom', { numDeletedRows: 0n }],
     ['false', false],
   ])('reads %s matching nothing as a conflict', (_, result) => {
     expect(defaultConflict(result)).toBe(true);

@@ -223,6 +223,40 @@ describe('running a transaction on a pg client', () => {
     expect(() => createPgAdapter({ isolation: 'snapshot' as never })).toThrow(/read committed/);
     expect(() => createPgliteAdapter({ isolation: 'chaos' as never })).toThrow(TypeError);
   });
+
+  it("with transactionId: 'random' begins with a plain BEGIN and leaves the txId to the call", async () => {
+    const client = new FakePgClient();
+    const random = createPgAdapter({ transactionId: 'random' });
+    let during: string | undefined = 'unset';
+
+    await random.run(client, async () => {
+      during = random.transactionId?.(client);
+    });
+
+    expect(client.sent).toEqual(['BEGIN', 'COMMIT']);
+    expect(during).toBeUndefined();
+  });
+
+  it("with transactionId: 'random' and an isolation level begins with BEGIN ISOLATION LEVEL alone", async () => {
+    const client = new FakePgClient();
+
+    await createPgAdapter({ transactionId: 'random', isolation: 'repeatable read' }).run(client, async () => undefined);
+
+    expect(client.sent).toEqual(['BEGIN ISOLATION LEVEL REPEATABLE READ', 'COMMIT']);
+  });
+
+  it("with transactionId: 'database', the default, reads the transaction id in the BEGIN query", async () => {
+    const client = new FakePgClient();
+
+    await createPgAdapter({ transactionId: 'database' }).run(client, async () => undefined);
+
+    expect(client.sent[0]).toBe('BEGIN; SELECT pg_current_xact_id()::text AS id');
+  });
+
+  it('rejects an unknown transactionId source when the adapter is created', () => {
+    expect(() => createPgAdapter({ transactionId: 'uuid' as never })).toThrow(/'database' or 'random'/);
+    expect(() => createPgliteAdapter({ transactionId: 'xid' as never })).toThrow(TypeError);
+  });
 });
 
 describe('PostgresHistoryStore without a database', () => {
@@ -264,9 +298,11 @@ describe('PostgresHistoryStore without a database', () => {
     await store.ensureSchema();
 
     expect(sent[0]).toContain(`"audit"."${'h'.repeat(63)}"`);
-    const index = /CREATE INDEX IF NOT EXISTS "([^"]+)"/.exec(sent[1] ?? '')?.[1] ?? '';
-    expect(index.length).toBeLessThanOrEqual(63);
-    expect(index).toMatch(/_entity_time_idx$/);
+    const indexes = sent.flatMap((text) => /CREATE INDEX IF NOT EXISTS "([^"]+)"/.exec(text)?.[1] ?? []);
+    expect(indexes).toHaveLength(2);
+    for (const index of indexes) expect(index.length).toBeLessThanOrEqual(63);
+    expect(indexes[0]).toMatch(/_entity_time_idx$/);
+    expect(indexes[1]).toMatch(/_tx_idx$/);
   });
 
   it('turns a duplicate version into VersionConflictError when it writes without a session', async () => {

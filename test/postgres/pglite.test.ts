@@ -1,10 +1,16 @@
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { currentCall, HistoryTracked, TransactionStateError, Versioned } from '../../src/index.js';
-import { type PGliteSession, PostgresHistoryStore } from '../../src/postgres/index.js';
+import {
+  currentCall,
+  HistoryTracked,
+  registerTransactionAdapter,
+  TransactionStateError,
+  Versioned,
+} from '../../src/index.js';
+import { createPgliteAdapter, type PGliteSession, PostgresHistoryStore } from '../../src/postgres/index.js';
 import { Order, orderId, orderServices, runBehaviourSuite } from '../integration/behaviour.js';
 import type { DatabaseFixture, OrderRow } from '../integration/fixture.js';
-import { countHistory, expectIndexedReads, orderSql, recording, uniqueTable } from './shared.js';
+import { countHistory, expectIndexedReads, orderSql, postgresTamper, recording, uniqueTable } from './shared.js';
 
 // PGlite takes seconds to start: one instance serves every test of this file.
 let started: Promise<PGlite> | undefined;
@@ -28,6 +34,7 @@ class PGliteFixture implements DatabaseFixture<PGliteSession> {
   readonly ordersTable = uniqueTable('orders');
   readonly historyTable = uniqueTable('history');
   readonly orders = orderSql(this.ordersTable);
+  readonly tamper = postgresTamper(() => this.db, this.historyTable);
   #db: PGlite | undefined;
   #store: PostgresHistoryStore | undefined;
 
@@ -189,6 +196,38 @@ describe('PGlite specifics', () => {
     expect((await store.latest('Order', order.id))?.txId).toBe(seen[0]?.xact);
   });
 
+  it("with createPgliteAdapter({ transactionId: 'random' }) registered, a call begins with a plain BEGIN and records a random UUID as txId", async () => {
+    const seen: (string | undefined)[] = [];
+    const { orders, store } = fixture;
+    @Versioned()
+    @HistoryTracked(store)
+    class OrderService {
+      async save(order: Order, session: PGlite): Promise<void> {
+        await orders.insert(session, order);
+        seen.push(currentCall()?.txId);
+      }
+    }
+    const order = new Order(orderId(), 1);
+    const executed: string[] = [];
+    const exec = db.exec;
+    // Records what the adapter sends through exec (BEGIN, COMMIT), then restores the method.
+    db.exec = ((sql: string, ...rest: unknown[]) => {
+      executed.push(sql);
+      return (exec as (...args: unknown[]) => unknown).call(db, sql, ...rest);
+    }) as typeof db.exec;
+    const unregister = registerTransactionAdapter(createPgliteAdapter({ transactionId: 'random' }));
+    try {
+      await new OrderService().save(order, db);
+    } finally {
+      unregister();
+      db.exec = exec;
+    }
+
+    expect(executed).toEqual(['BEGIN', 'COMMIT']);
+    expect(seen[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect((await store.latest('Order', order.id))?.txId).toBe(seen[0]);
+  });
+
   it('reports a transaction the method aborted by catching a failed statement as TransactionStateError', async () => {
     const { orders } = fixture;
     class OrderService {
@@ -207,7 +246,7 @@ describe('PGlite specifics', () => {
     expect(await fixture.readOrder(order.id)).toBeUndefined();
   });
 
-  it('serves list, at, asOf and latest from the history key and the timestamp index, not a sequential scan', async () => {
+  it('serves list, at, asOf, latest, page and byTransaction from the history key and its indexes, not a sequential scan', async () => {
     const table = uniqueTable('history');
     const { connection, sent } = recording(db);
     try {

@@ -11,7 +11,7 @@ import {
 import { createPgAdapter, PostgresHistoryStore } from '../../src/postgres/index.js';
 import { Order, orderId, runBehaviourSuite } from '../integration/behaviour.js';
 import { type DatabaseFixture, type OrderRow, REQUIRE_DATABASES } from '../integration/fixture.js';
-import { countHistory, expectIndexedReads, orderSql, recording, uniqueTable } from './shared.js';
+import { countHistory, expectIndexedReads, orderSql, postgresTamper, recording, uniqueTable } from './shared.js';
 
 const DATABASE_URL = process.env.DATABASE_URL;
 
@@ -23,6 +23,7 @@ class PostgresFixture implements DatabaseFixture<pg.PoolClient> {
   readonly ordersTable = uniqueTable('orders');
   readonly historyTable = uniqueTable('history');
   readonly orders = orderSql(this.ordersTable);
+  readonly tamper = postgresTamper(() => this.pool, this.historyTable);
   #pool: pg.Pool | undefined;
   #store: PostgresHistoryStore | undefined;
 
@@ -204,6 +205,45 @@ specifics(`PostgreSQL specifics${specifics === describe ? '' : ' (skipped becaus
     expect((await store.latest('Order', order.id))?.txId).toBe(call?.xact);
   });
 
+  it("with createPgAdapter({ transactionId: 'random' }) registered, a call sends a plain BEGIN and records a random UUID as txId", async () => {
+    const { orders, store } = await setup();
+    const seen: (string | undefined)[] = [];
+    @Versioned()
+    @HistoryTracked(store)
+    class OrderService {
+      async save(order: Order, client: pg.PoolClient): Promise<void> {
+        await orders.insert(client, order);
+        seen.push(currentCall()?.txId);
+      }
+    }
+    const order = new Order(orderId(), 1);
+    const sent: string[] = [];
+    const unregister = registerTransactionAdapter(createPgAdapter({ transactionId: 'random' }));
+    try {
+      await withClients(1, async (client) => {
+        const query = client.query;
+        // Records the text of every query the call sends on this client, then restores the method.
+        client.query = ((text: unknown, ...rest: unknown[]) => {
+          sent.push(typeof text === 'string' ? text : String((text as { text?: unknown }).text));
+          return (query as (...args: unknown[]) => unknown).call(client, text, ...rest);
+        }) as typeof client.query;
+        try {
+          await new OrderService().save(order, client);
+        } finally {
+          client.query = query;
+        }
+      });
+    } finally {
+      unregister();
+    }
+
+    expect(sent[0]).toBe('BEGIN');
+    expect(sent.at(-1)).toBe('COMMIT');
+    expect(sent.some((text) => text.includes('pg_current_xact_id'))).toBe(false);
+    expect(seen[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect((await store.latest('Order', order.id))?.txId).toBe(seen[0]);
+  });
+
   it('runs concurrent decorated calls on one client one after the other: one failing takes no other down', async () => {
     const { orders, store } = await setup();
     @Versioned()
@@ -264,6 +304,41 @@ specifics(`PostgreSQL specifics${specifics === describe ? '' : ' (skipped becaus
     );
   });
 
+  it('ensureSchema upgrades a table made by the previous schema: adds schema_version, hash, prev_hash and the tx_id index', async () => {
+    const table = uniqueTable('legacy');
+    tables.push(table);
+    await pool.query(
+      `CREATE TABLE ${table} (entity_type text NOT NULL, entity_id text NOT NULL, version integer NOT NULL, op text NOT NULL, ` +
+        '"timestamp" timestamptz NOT NULL, snapshot jsonb NOT NULL, actor text, reason text, metadata jsonb, tx_id text, ' +
+        'PRIMARY KEY (entity_type, entity_id, version))',
+    );
+    const store = new PostgresHistoryStore(pool, { table });
+
+    await Promise.all([store.ensureSchema(), store.ensureSchema()]);
+    await store.ensureSchema();
+
+    const { rows: columns } = await pool.query(
+      'SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position',
+      [table],
+    );
+    expect(columns.map((row) => row.column_name).slice(-3)).toEqual(['schema_version', 'hash', 'prev_hash']);
+    const { rows: indexes } = await pool.query('SELECT indexname FROM pg_indexes WHERE tablename = $1', [table]);
+    expect(indexes.map((row) => row.indexname)).toContain(`${table}_tx_idx`);
+    const entry = {
+      entityType: 'Probe',
+      entityId: 'p1',
+      version: 1,
+      op: 'create' as const,
+      timestamp: new Date(Date.UTC(2026, 0, 1)),
+      snapshot: { ok: true },
+      schemaVersion: 2,
+      hash: 'a'.repeat(64),
+      txId: 't1',
+    };
+    await store.save(entry);
+    expect(await store.byTransaction('t1')).toEqual([entry]);
+  });
+
   it('ensureSchema is idempotent, also for a schema-qualified table', async () => {
     const schema = uniqueTable('eh_schema');
     await pool.query(`CREATE SCHEMA ${schema}`);
@@ -286,13 +361,13 @@ specifics(`PostgreSQL specifics${specifics === describe ? '' : ' (skipped becaus
         `SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'history' ORDER BY indexname`,
         [schema],
       );
-      expect(rows.map((row) => row.indexname)).toEqual(['history_entity_time_idx', 'history_pkey']);
+      expect(rows.map((row) => row.indexname)).toEqual(['history_entity_time_idx', 'history_pkey', 'history_tx_idx']);
     } finally {
       await pool.query(`DROP SCHEMA ${schema} CASCADE`);
     }
   });
 
-  it('serves list, at, asOf and latest from the history key and the timestamp index, not a sequential scan', async () => {
+  it('serves list, at, asOf, latest, page and byTransaction from the history key and its indexes, not a sequential scan', async () => {
     const table = uniqueTable('history');
     tables.push(table);
     const { connection, sent } = recording(pool);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { expect } from 'vitest';
 import type { PostgresHistoryStore, PostgresQueryable } from '../../src/postgres/index.js';
-import type { OrderRow } from '../integration/fixture.js';
+import type { HistoryTamper, OrderRow } from '../integration/fixture.js';
 
 /** A table name no other test file, project or process uses. */
 export function uniqueTable(prefix: string): string {
@@ -112,7 +112,10 @@ export async function expectIndexedReads(
   await store.at('Order', 'o7', 3);
   await store.asOf('Order', 'o7', new Date(Date.UTC(2026, 0, 1, 0, 20)));
   await store.latest('Order', 'o7');
-  expect(sent).toHaveLength(4);
+  await store.page('Order', 'o7', { after: 2, limit: 2 });
+  await store.page('Order', 'o7', { direction: 'backward', limit: 2 });
+  await store.byTransaction('tx-1');
+  expect(sent).toHaveLength(7);
   for (const { text, params } of sent as { text: string; params: unknown[] }[]) {
     const { rows } = await db.query(`EXPLAIN (FORMAT JSON) ${text}`, params);
     const raw = (rows[0] as { 'QUERY PLAN': unknown })['QUERY PLAN'];
@@ -126,5 +129,33 @@ export async function expectIndexedReads(
       all.some((node) => node['Index Name']?.startsWith(store.table.split('.').at(-1) ?? '')),
       text,
     ).toBe(true);
+    if (text.includes('"timestamp" <=')) {
+      // asOf walks the timestamp index backwards; at most the entries of one instant get sorted.
+      expect(all.map((node) => node['Index Name'] ?? '').some((name) => name.endsWith('entity_time_idx'))).toBe(true);
+      expect(all.map((node) => node['Node Type'])).not.toContain('Sort');
+    }
   }
+}
+
+/** Direct SQL edits of a history table, for the tamper-evidence tests. */
+export function postgresTamper(db: () => Queryable, table: string): HistoryTamper {
+  const key = 'entity_type = $1 AND entity_id = $2 AND version = $3';
+  return {
+    setTotal: async (type, id, version, total) => {
+      await db().query(
+        `UPDATE ${table} SET snapshot = jsonb_set(snapshot, '{total}', to_jsonb($4::float8)) WHERE ${key}`,
+        [type, id, version, total],
+      );
+    },
+    remove: async (type, id, version) => {
+      await db().query(`DELETE FROM ${table} WHERE ${key}`, [type, id, version]);
+    },
+    insert: async (type, id, version, total) => {
+      await db().query(
+        `INSERT INTO ${table} (entity_type, entity_id, version, op, "timestamp", snapshot) ` +
+          `VALUES ($1, $2, $3, 'update', now(), jsonb_build_object('id', $2::text, 'total', $4::float8))`,
+        [type, id, version, total],
+      );
+    },
+  };
 }

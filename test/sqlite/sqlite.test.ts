@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HistoryTracked, registerTransactionAdapter, TransactionStateError, Versioned } from '../../src/index.js';
 import { type SqliteConnectionLike, SqliteHistoryStore, sqliteAdapter } from '../../src/sqlite/index.js';
 import { Order, orderId, runBehaviourSuite } from '../integration/behaviour.js';
-import type { DatabaseFixture, OrderRow } from '../integration/fixture.js';
+import type { DatabaseFixture, HistoryTamper, OrderRow } from '../integration/fixture.js';
 
 type Db = Database.Database;
 
@@ -57,6 +57,28 @@ class SqliteFixture implements DatabaseFixture<Db> {
   readonly historyTable = uniqueName('history');
   readonly orders = orderSql(this.ordersTable);
   readonly path: string | undefined;
+  readonly tamper: HistoryTamper = {
+    setTotal: async (type, id, version, total) => {
+      this.db
+        .prepare(
+          `UPDATE ${this.historyTable} SET snapshot = json_set(snapshot, '$.total', ?) WHERE entity_type = ? AND entity_id = ? AND version = ?`,
+        )
+        .run(total, type, id, version);
+    },
+    remove: async (type, id, version) => {
+      this.db
+        .prepare(`DELETE FROM ${this.historyTable} WHERE entity_type = ? AND entity_id = ? AND version = ?`)
+        .run(type, id, version);
+    },
+    insert: async (type, id, version, total) => {
+      this.db
+        .prepare(
+          `INSERT INTO ${this.historyTable} (entity_type, entity_id, version, op, "timestamp", snapshot) ` +
+            `VALUES (?, ?, ?, 'update', ?, json_object('id', ?, 'total', ?))`,
+        )
+        .run(type, id, version, Date.now(), id, total);
+    },
+  };
   readonly #sessions = new Set<Db>();
   #db: Db | undefined;
   #store: SqliteHistoryStore | undefined;
@@ -365,7 +387,7 @@ describe('SQLite specifics', () => {
     db.exec(`DROP TABLE ${table}`);
   });
 
-  it('serves list, at, asOf and latest from the history key and the timestamp index, not a table scan', async () => {
+  it('serves list, at, asOf, latest, page and byTransaction from the history key and its indexes, not a table scan', async () => {
     const table = uniqueName('history');
     const sent: { sql: string; params: unknown[] }[] = [];
     const recording: SqliteConnectionLike = {
@@ -383,6 +405,7 @@ describe('SQLite specifics', () => {
     };
     const store = new SqliteHistoryStore(recording, { table });
     await store.ensureSchema();
+    sent.length = 0;
     db.exec(`WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 3999)
       INSERT INTO ${table} (entity_type, entity_id, version, op, "timestamp", snapshot)
       SELECT 'Order', 'o' || (i % 400), i / 400 + 1, 'update', 1767225600000 + i * 1000, '{}' FROM n`);
@@ -392,8 +415,11 @@ describe('SQLite specifics', () => {
     await store.at('Order', 'o7', 3);
     await store.asOf('Order', 'o7', new Date(1767225600000 + 1_200_000));
     await store.latest('Order', 'o7');
+    await store.page('Order', 'o7', { after: 2, limit: 2 });
+    await store.page('Order', 'o7', { direction: 'backward', limit: 2 });
+    await store.byTransaction('tx-1');
 
-    expect(sent).toHaveLength(4);
+    expect(sent).toHaveLength(7);
     for (const { sql, params } of sent) {
       const plan = db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[];
       const details = plan.map((step) => step.detail);
@@ -406,6 +432,46 @@ describe('SQLite specifics', () => {
         sql,
       ).toEqual([]);
     }
+    const asOf = sent[2];
+    if (asOf === undefined) throw new Error('asOf sent no query');
+    const asOfPlan = (db.prepare(`EXPLAIN QUERY PLAN ${asOf.sql}`).all(...asOf.params) as { detail: string }[]).map(
+      (step) => step.detail,
+    );
+    // The timestamp index carries the key's version, so the tie-break needs no sort.
+    expect(asOfPlan.join('\n')).toMatch(/USING INDEX .*entity_time_idx/);
+    expect(asOfPlan.join('\n')).not.toMatch(/TEMP B-TREE/);
+    db.exec(`DROP TABLE ${table}`);
+  });
+
+  it('ensureSchema upgrades a table made by the previous schema: adds schema_version, hash, prev_hash and the tx_id index', async () => {
+    const table = uniqueName('legacy');
+    db.exec(
+      `CREATE TABLE ${table} (entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, version INTEGER NOT NULL, op TEXT NOT NULL, ` +
+        '"timestamp" INTEGER NOT NULL, snapshot TEXT NOT NULL, actor TEXT, reason TEXT, metadata TEXT, tx_id TEXT, ' +
+        'PRIMARY KEY (entity_type, entity_id, version)) WITHOUT ROWID',
+    );
+    const store = new SqliteHistoryStore(db, { table });
+
+    await store.ensureSchema();
+    await store.ensureSchema();
+
+    const columns = db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+    expect(columns.map((column) => column.name).slice(-3)).toEqual(['schema_version', 'hash', 'prev_hash']);
+    const indexes = db.prepare(`PRAGMA index_list(${table})`).all() as { name: string }[];
+    expect(indexes.map((index) => index.name)).toContain(`${table}_tx_idx`);
+    const entry = {
+      entityType: 'Probe',
+      entityId: 'p1',
+      version: 1,
+      op: 'create' as const,
+      timestamp: new Date(Date.UTC(2026, 0, 1)),
+      snapshot: { ok: true },
+      schemaVersion: 2,
+      hash: 'a'.repeat(64),
+      txId: 't1',
+    };
+    await store.save(entry);
+    expect(await store.byTransaction('t1')).toEqual([entry]);
     db.exec(`DROP TABLE ${table}`);
   });
 

@@ -1,0 +1,109 @@
+import type {
+  HistoryEntry,
+  HistoryPage,
+  HistoryReader,
+  ListOptions,
+  PageOptions,
+  ReadOptions,
+  VersionChanges,
+} from './entry.js';
+import { changesOf } from './reader.js';
+
+/**
+ * Brings one entity type's old snapshots to the current shape. `schemaVersion` is the entry's
+ * (1 for entries written before `@HistoryTracked({ schemaVersion })` was set). It must not
+ * mutate its argument's nested objects that it does not return.
+ *
+ * ```ts
+ * const order: Upcaster = (snapshot, from) => (from < 2 ? { ...snapshot, currency: 'EUR' } : snapshot);
+ * ```
+ */
+export type Upcaster = (snapshot: Record<string, unknown>, schemaVersion: number) => Record<string, unknown>;
+
+/**
+ * Upcasters by entity type.
+ *
+ * ```ts
+ * const upcasters: Upcasters = { Order: (s, v) => (v < 2 ? { ...s, currency: 'EUR' } : s) };
+ * ```
+ */
+export type Upcasters = Readonly<Record<string, Upcaster>>;
+
+/**
+ * A reader that returns every snapshot in its entity type's current shape: each entry read from
+ * `reader` goes through the upcaster of its entity type (entries of other types pass unchanged),
+ * which receives the entry's `schemaVersion` (1 when it has none). Entries keep the
+ * `schemaVersion` they were stored with, so you can tell an upcast one. `changes` diffs the
+ * upcast snapshots. Check the hash chain with `verifyHistory` on the store itself, not on this.
+ *
+ * ```ts
+ * const history = upcastReader(store, {
+ *   Order: (snapshot, from) => (from < 2 ? { ...snapshot, currency: 'EUR' } : snapshot),
+ * });
+ * (await history.latest('Order', '42'))?.snapshot.currency; // 'EUR' even for v1 entries
+ * ```
+ */
+export function upcastReader(reader: HistoryReader, upcasters: Upcasters): UpcastReader {
+  return new UpcastReader(reader, upcasters);
+}
+
+/**
+ * The reader {@link upcastReader} returns.
+ *
+ * ```ts
+ * const history: UpcastReader = upcastReader(store, { Order: upgradeOrder });
+ * ```
+ */
+export class UpcastReader implements HistoryReader {
+  constructor(
+    /** The reader entries come from, unchanged. */
+    readonly source: HistoryReader,
+    readonly upcasters: Upcasters,
+  ) {}
+
+  async list(entityType: string, entityId: string, opts?: ListOptions): Promise<HistoryEntry[]> {
+    return (await this.source.list(entityType, entityId, opts)).map((entry) => this.upcast(entry));
+  }
+
+  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
+    return this.#maybe(await this.source.at(entityType, entityId, version));
+  }
+
+  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
+    return this.#maybe(await this.source.asOf(entityType, entityId, time));
+  }
+
+  async latest(entityType: string, entityId: string, opts?: ReadOptions): Promise<HistoryEntry | undefined> {
+    return this.#maybe(await this.source.latest(entityType, entityId, opts));
+  }
+
+  async page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
+    if (this.source.page === undefined) {
+      throw new TypeError('upcastReader: the wrapped reader has no page(); use a built-in store.');
+    }
+    const found = await this.source.page(entityType, entityId, opts);
+    return { ...found, entries: found.entries.map((entry) => this.upcast(entry)) };
+  }
+
+  async byTransaction(txId: string): Promise<HistoryEntry[]> {
+    if (this.source.byTransaction === undefined) {
+      throw new TypeError('upcastReader: the wrapped reader has no byTransaction(); use a built-in store.');
+    }
+    return (await this.source.byTransaction(txId)).map((entry) => this.upcast(entry));
+  }
+
+  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
+    return changesOf((opts) => this.page(entityType, entityId, opts));
+  }
+
+  /** One entry in its current shape. */
+  upcast(entry: HistoryEntry): HistoryEntry {
+    const upcaster = this.upcasters[entry.entityType];
+    if (upcaster === undefined || entry.snapshot === null || typeof entry.snapshot !== 'object') return entry;
+    return { ...entry, snapshot: upcaster(entry.snapshot as Record<string, unknown>, entry.schemaVersion ?? 1) };
+  }
+
+  #maybe(entry: HistoryEntry | undefined): HistoryEntry | undefined {
+    return entry === undefined ? undefined : this.upcast(entry);
+  }
+}

@@ -1,0 +1,161 @@
+import {
+  type DynamicModule,
+  Global,
+  Inject,
+  Injectable,
+  Module,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+  type Provider,
+} from '@nestjs/common';
+import { APP_FILTER, APP_INTERCEPTOR, HttpAdapterHost, ModuleRef } from '@nestjs/core';
+import { setHistoryWriterResolver } from '../pipeline/writer.js';
+import { registerSessionProvider } from '../transactions/session-provider.js';
+import { EventHistoryExceptionFilter } from './exception-filter.js';
+import { HistoryContextInterceptor } from './history-context.interceptor.js';
+import {
+  EVENT_HISTORY_OPTIONS,
+  type EventHistoryModuleAsyncOptions,
+  type EventHistoryModuleOptions,
+  type TransactionHostLike,
+} from './options.js';
+
+/** The ModuleRefs of the running applications (several in one process in tests), newest first. */
+const running: ModuleRef[] = [];
+
+function resolveThroughNest(writerClass: abstract new (...args: never[]) => unknown): unknown {
+  for (const moduleRef of running) {
+    try {
+      return moduleRef.get(writerClass, { strict: false });
+    } catch {
+      // Not a provider of this application: try the next, then the service's own properties.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Connects the library to the application while it runs: `@HistoryTracked(SomeClass)` resolves
+ * its writer through DI (`ModuleRef`, non-strict, so from any module), and, with a
+ * `transactionHost`, decorated calls without a session join the active `@Transactional()`.
+ * Undone at shutdown.
+ *
+ * ```ts
+ * app.get(EventHistoryBinding); // created by EventHistoryModule, nothing to call
+ * ```
+ */
+export class EventHistoryBinding implements OnModuleInit, OnApplicationShutdown {
+  readonly #moduleRef: ModuleRef;
+  readonly #options: EventHistoryModuleOptions;
+  #unbind: (() => void)[] = [];
+
+  constructor(moduleRef: ModuleRef, options: EventHistoryModuleOptions) {
+    this.#moduleRef = moduleRef;
+    this.#options = options;
+  }
+
+  onModuleInit(): void {
+    const moduleRef = this.#moduleRef;
+    running.unshift(moduleRef);
+    if (running.length === 1) setHistoryWriterResolver(resolveThroughNest);
+    this.#unbind.push(() => {
+      running.splice(running.indexOf(moduleRef), 1);
+      if (running.length === 0) setHistoryWriterResolver(undefined);
+    });
+    const host = this.#transactionHost();
+    if (host !== undefined) {
+      this.#unbind.push(registerSessionProvider(() => (host.isTransactionActive() ? host.tx : undefined)));
+    }
+  }
+
+  onApplicationShutdown(): void {
+    for (const unbind of this.#unbind.splice(0).reverse()) unbind();
+  }
+
+  #transactionHost(): TransactionHostLike | undefined {
+    const host = this.#options.transactionHost;
+    if (typeof host !== 'function') return host;
+    return this.#moduleRef.get(host, { strict: false });
+  }
+}
+
+Injectable()(EventHistoryBinding);
+Inject(ModuleRef)(EventHistoryBinding, undefined, 0);
+Inject(EVENT_HISTORY_OPTIONS)(EventHistoryBinding, undefined, 1);
+
+/**
+ * The NestJS module of event-history, global: import it once in the root module. It resolves
+ * `@HistoryTracked(SomeHistoryService)` through DI, fills each request's history entries with
+ * its actor (via {@link HistoryContextInterceptor}), answers `VersionConflictError` with HTTP 409
+ * (via {@link EventHistoryExceptionFilter}), and lets decorated calls join
+ * `@nestjs-cls/transactional` transactions when given their `TransactionHost`.
+ *
+ * ```ts
+ * @Module({
+ *   imports: [EventHistoryModule.forRoot({ actor: (ctx) => ctx.switchToHttp().getRequest().user?.id })],
+ *   providers: [OrderService, OrderHistoryService],
+ * })
+ * export class AppModule {}
+ * ```
+ */
+// biome-ignore lint/complexity/noStaticOnlyClass: a Nest module is a class, configured through static forRoot methods.
+export class EventHistoryModule {
+  /**
+   * The module with options given directly.
+   *
+   * ```ts
+   * EventHistoryModule.forRoot({ actor: (ctx) => ctx.switchToHttp().getRequest().headers['x-user'] });
+   * ```
+   */
+  static forRoot(options: EventHistoryModuleOptions = {}): DynamicModule {
+    return dynamicModule({ provide: EVENT_HISTORY_OPTIONS, useValue: options }, options, []);
+  }
+
+  /**
+   * The module with options from a factory that may inject other providers.
+   *
+   * ```ts
+   * EventHistoryModule.forRootAsync({ inject: [Config], useFactory: (config: Config) => ({ actor: config.actor }) });
+   * ```
+   */
+  static forRootAsync(options: EventHistoryModuleAsyncOptions): DynamicModule {
+    const provider: Provider = {
+      provide: EVENT_HISTORY_OPTIONS,
+      useFactory: options.useFactory as (...args: unknown[]) => EventHistoryModuleOptions,
+      inject: options.inject ?? [],
+    };
+    return dynamicModule(provider, options, options.imports ?? []);
+  }
+}
+
+Global()(EventHistoryModule);
+Module({})(EventHistoryModule);
+
+function dynamicModule(
+  optionsProvider: Provider,
+  switches: { readonly interceptor?: boolean; readonly filter?: boolean },
+  imports: NonNullable<DynamicModule['imports']>,
+): DynamicModule {
+  const providers: Provider[] = [optionsProvider, EventHistoryBinding, HistoryContextInterceptor];
+  if (switches.interceptor !== false) {
+    providers.push({
+      provide: APP_INTERCEPTOR,
+      useFactory: (options: EventHistoryModuleOptions) => new HistoryContextInterceptor(options),
+      inject: [EVENT_HISTORY_OPTIONS],
+    });
+  }
+  if (switches.filter !== false) {
+    providers.push({
+      provide: APP_FILTER,
+      useFactory: (adapterHost: HttpAdapterHost) => new EventHistoryExceptionFilter(undefined, adapterHost),
+      inject: [HttpAdapterHost],
+    });
+  }
+  return {
+    module: EventHistoryModule,
+    global: true,
+    imports,
+    providers,
+    exports: [EVENT_HISTORY_OPTIONS, HistoryContextInterceptor],
+  };
+}

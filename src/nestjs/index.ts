@@ -1,0 +1,5 @@
+export { EventHistoryBinding, EventHistoryModule } from './event-history.module.js';
+export { EventHistoryExceptionFilter, httpErrorOf } from './exception-filter.js';
+export { HistoryContextInterceptor } from './history-context.interceptor.js';
+export type { EventHistoryModuleAsyncOptions, EventHistoryModuleOptions, TransactionHostLike } from './options.js';
+export { EVENT_HISTORY_OPTIONS } from './options.js';

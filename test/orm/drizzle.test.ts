@@ -1,0 +1,246 @@
+import { rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { and, eq, sql } from 'drizzle-orm';
+import { type BetterSQLite3Database, drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3';
+import { drizzle as drizzlePg, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import { doublePrecision, integer as pgInteger, pgTable, text as pgText, timestamp } from 'drizzle-orm/pg-core';
+import { integer, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import pg from 'pg';
+import { PostgresHistoryStore } from '../../src/postgres/index.js';
+import { SqliteHistoryStore } from '../../src/sqlite/index.js';
+import type { Order } from '../integration/behaviour.js';
+import { runBehaviourSuite } from '../integration/behaviour.js';
+import type { SuiteStore } from '../integration/fixture.js';
+import { countHistory, postgresTamper } from '../postgres/shared.js';
+import { type OrmCase, runOrmSuite, uniqueName } from './orm-suite.js';
+import { type OrmDriver, RootSessionFixture } from './root-session-fixture.js';
+import { holdTransaction } from './switchable.js';
+
+const DATABASE_URL = process.env.DATABASE_URL;
+
+/** Drizzle on PostgreSQL (node-postgres): `db.transaction(async (tx) => …)` is the ORM's transaction. */
+class DrizzlePgCase implements OrmCase<NodePgDatabase> {
+  readonly name = 'Drizzle on PostgreSQL (node-postgres)';
+  readonly adapter = 'drizzle';
+  readonly replacesRoot = true;
+  readonly sharesCallerTxId = true;
+  readonly unavailable = DATABASE_URL ? undefined : 'DATABASE_URL is not set';
+  readonly tableName = uniqueName('orders');
+  readonly historyTable = uniqueName('history');
+  readonly orders = pgTable(this.tableName, {
+    id: pgText('id').primaryKey(),
+    total: doublePrecision('total').notNull(),
+    version: pgInteger('version').notNull(),
+    timestamp: timestamp('timestamp', { withTimezone: true }).notNull(),
+  });
+  #pool: pg.Pool | undefined;
+  #db: NodePgDatabase | undefined;
+  #store: SuiteStore<unknown> | undefined;
+
+  get root(): NodePgDatabase {
+    if (!this.#db) throw new Error(`${this.name} is not open`);
+    return this.#db;
+  }
+
+  get store(): SuiteStore<unknown> {
+    if (!this.#store) throw new Error(`${this.name} is not open`);
+    return this.#store;
+  }
+
+  async open(): Promise<void> {
+    this.#pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
+    this.#db = drizzlePg(this.#pool);
+    await this.#pool.query(
+      `CREATE TABLE ${this.tableName} (id text PRIMARY KEY, total double precision NOT NULL, version integer NOT NULL, "timestamp" timestamptz NOT NULL)`,
+    );
+    this.#store = new PostgresHistoryStore(this.#pool, { table: this.historyTable });
+    await this.#store.ensureSchema();
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#pool?.query(`DROP TABLE IF EXISTS ${this.tableName}, ${this.historyTable}`);
+    } finally {
+      await this.#pool?.end();
+    }
+  }
+
+  transaction<R>(work: (tx: NodePgDatabase) => Promise<R>): Promise<R> {
+    return this.root.transaction((tx) => work(tx as unknown as NodePgDatabase));
+  }
+
+  insert(db: NodePgDatabase, order: Order): Promise<unknown> {
+    return db.insert(this.orders).values({
+      id: order.id,
+      total: order.total,
+      version: order.version ?? 0,
+      timestamp: order.timestamp ?? new Date(),
+    });
+  }
+
+  update(db: NodePgDatabase, order: Order, expected: number | undefined): Promise<unknown> {
+    return db
+      .update(this.orders)
+      .set({ total: order.total, version: order.version, timestamp: order.timestamp })
+      .where(and(eq(this.orders.id, order.id), eq(this.orders.version, expected ?? -1)));
+  }
+
+  async read(id: string): Promise<{ total: number; version: number } | undefined> {
+    const [row] = await this.root.select().from(this.orders).where(eq(this.orders.id, id));
+    return row === undefined ? undefined : { total: row.total, version: row.version };
+  }
+}
+
+/**
+ * Drizzle on SQLite (better-sqlite3): its transactions are synchronous, so the database itself is
+ * the session, also for the caller's own transaction (BEGIN / COMMIT through it).
+ */
+class DrizzleSqliteCase implements OrmCase<BetterSQLite3Database> {
+  readonly name = 'Drizzle on SQLite (better-sqlite3)';
+  readonly adapter = 'drizzle';
+  readonly replacesRoot = false;
+  readonly sharesCallerTxId = false;
+  readonly unavailable = undefined;
+  readonly tableName = uniqueName('orders');
+  readonly historyTable = uniqueName('history');
+  readonly path = `/tmp/${uniqueName('drizzle')}.db`;
+  readonly orders = sqliteTable(this.tableName, {
+    id: text('id').primaryKey(),
+    total: real('total').notNull(),
+    version: integer('version').notNull(),
+    timestamp: integer('timestamp', { mode: 'timestamp_ms' }).notNull(),
+  });
+  #sqlite: Database.Database | undefined;
+  #reader: Database.Database | undefined;
+  #db: BetterSQLite3Database | undefined;
+  #store: SuiteStore<unknown> | undefined;
+
+  get root(): BetterSQLite3Database {
+    if (!this.#db) throw new Error(`${this.name} is not open`);
+    return this.#db;
+  }
+
+  get store(): SuiteStore<unknown> {
+    if (!this.#store) throw new Error(`${this.name} is not open`);
+    return this.#store;
+  }
+
+  async open(): Promise<void> {
+    this.#sqlite = new Database(this.path);
+    this.#db = drizzleSqlite(this.#sqlite);
+    this.#sqlite.exec(
+      `CREATE TABLE ${this.tableName} (id TEXT PRIMARY KEY, total REAL NOT NULL, version INTEGER NOT NULL, "timestamp" INTEGER NOT NULL)`,
+    );
+    this.#sqlite.pragma('journal_mode = WAL');
+    // The store reads through a connection of its own, so reads see only committed history.
+    this.#reader = new Database(this.path, { timeout: 1000 });
+    this.#store = new SqliteHistoryStore(this.#reader, { table: this.historyTable });
+    await this.#store.ensureSchema();
+  }
+
+  async close(): Promise<void> {
+    this.#reader?.close();
+    this.#sqlite?.close();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(`${this.path}${suffix}`, { force: true });
+  }
+
+  async transaction<R>(work: (tx: BetterSQLite3Database) => Promise<R>): Promise<R> {
+    const sqlite = this.#sqlite as Database.Database;
+    sqlite.exec('BEGIN');
+    try {
+      const result = await work(this.root);
+      sqlite.exec('COMMIT');
+      return result;
+    } catch (error) {
+      sqlite.exec('ROLLBACK');
+      throw error;
+    }
+  }
+
+  async insert(db: BetterSQLite3Database, order: Order): Promise<unknown> {
+    return db
+      .insert(this.orders)
+      .values({
+        id: order.id,
+        total: order.total,
+        version: order.version ?? 0,
+        timestamp: order.timestamp ?? new Date(),
+      })
+      .run();
+  }
+
+  async update(db: BetterSQLite3Database, order: Order, expected: number | undefined): Promise<unknown> {
+    return db
+      .update(this.orders)
+      .set({ total: order.total, version: order.version, timestamp: order.timestamp })
+      .where(and(eq(this.orders.id, order.id), eq(this.orders.version, expected ?? -1)))
+      .run();
+  }
+
+  async read(id: string): Promise<{ total: number; version: number } | undefined> {
+    const [row] = this.root.select().from(this.orders).where(eq(this.orders.id, id)).all();
+    return row === undefined ? undefined : { total: row.total, version: row.version };
+  }
+}
+
+runOrmSuite(new DrizzlePgCase());
+runOrmSuite(new DrizzleSqliteCase());
+
+/** The shared behaviour suite through Drizzle on PostgreSQL: a held-open `db.transaction()` is the caller's own. */
+function drizzleDriver(): OrmDriver<NodePgDatabase> {
+  const tableName = uniqueName('orders');
+  const historyTable = uniqueName('history');
+  const orders = pgTable(tableName, {
+    id: pgText('id').primaryKey(),
+    total: doublePrecision('total').notNull(),
+    version: pgInteger('version').notNull(),
+    timestamp: timestamp('timestamp', { withTimezone: true }).notNull(),
+  });
+  let pool: pg.Pool | undefined;
+  let db: NodePgDatabase | undefined;
+  const opened = () => {
+    if (!db || !pool) throw new Error('Drizzle fixture is not open');
+    return { db, pool };
+  };
+  const guard = (id: string, expected: number | undefined) =>
+    expected === undefined ? eq(orders.id, id) : and(eq(orders.id, id), eq(orders.version, expected));
+  return {
+    name: 'Drizzle on PostgreSQL (node-postgres)',
+    unavailable: DATABASE_URL ? undefined : 'DATABASE_URL is not set',
+    concurrentSessions: true,
+    async open() {
+      pool = new pg.Pool({ connectionString: DATABASE_URL, max: 6 });
+      db = drizzlePg(pool);
+      await pool.query(
+        `CREATE TABLE ${tableName} (id text PRIMARY KEY, total double precision NOT NULL, version integer NOT NULL, "timestamp" timestamptz NOT NULL)`,
+      );
+      const store = new PostgresHistoryStore(pool, { table: historyTable });
+      await store.ensureSchema();
+      const live = pool;
+      return { root: db, store, tamper: postgresTamper(() => live, historyTable) };
+    },
+    async close() {
+      try {
+        await pool?.query(`DROP TABLE IF EXISTS ${tableName}, ${historyTable}`);
+      } finally {
+        await pool?.end();
+        db = pool = undefined;
+      }
+    },
+    begin: (root) =>
+      holdTransaction<NodePgDatabase>((work) => root.transaction((tx) => work(tx as unknown as NodePgDatabase))),
+    insert: (s, { id, total, version, timestamp: at }) =>
+      s.insert(orders).values({ id, total, version: version ?? 0, timestamp: at ?? new Date() }),
+    update: (s, { id, total, version, timestamp: at }, expected) =>
+      s.update(orders).set({ total, version, timestamp: at }).where(guard(id, expected)),
+    remove: (s, { id }, expected) => s.delete(orders).where(guard(id, expected)),
+    async read(id) {
+      const [row] = await opened().db.select().from(orders).where(eq(orders.id, id));
+      return row && { id: row.id, total: row.total, version: row.version, timestamp: row.timestamp };
+    },
+    countHistory: (type, id) => countHistory(opened().pool, historyTable, type, id),
+    ping: async (root) => (await root.execute(sql`SELECT 1 AS ok`)).rows[0]?.ok === 1,
+  };
+}
+
+runBehaviourSuite(new RootSessionFixture(drizzleDriver()));

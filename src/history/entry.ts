@@ -128,7 +128,7 @@ export interface Difference {
  * One version and what it changed, as {@link HistoryReader.changes} yields it.
  *
  * ```ts
- * for await (const { entry, changes } of store.changes('Order', '42')) console.log(entry.version, changes);
+ * for await (const { entry, changes } of store.changes('Order', '42')) render(entry.version, changes);
  * ```
  */
 export interface VersionChanges<T = unknown> {

@@ -204,7 +204,7 @@ export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, H
    * one (see `diff`); read a page at a time.
    *
    * ```ts
-   * for await (const { entry, changes } of history.changes('Order', '42')) console.log(entry.version, changes);
+   * for await (const { entry, changes } of history.changes('Order', '42')) render(entry.version, changes);
    * ```
    */
   changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {

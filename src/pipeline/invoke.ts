@@ -77,14 +77,13 @@ export function invoke(spec: MethodSpec, service: object, args: unknown[]): Prom
 async function own(call: Call, adapter: TransactionAdapter<unknown>): Promise<unknown> {
   for (let attemptNo = 0; ; attemptNo++) {
     let frame: TransactionFrame | undefined;
-    let workDone = false;
+    const progress = { workDone: false };
     try {
-      return await adapter.run(call.session, async (opened?: unknown) => {
+      // Not an async callback: attempt() marks the work done itself, one promise fewer per call.
+      return await adapter.run(call.session, (opened?: unknown) => {
         const inside = opened === undefined || opened === call.session ? call : withSession(call, opened);
         frame = newFrame(inside.session, adapter);
-        const result = await attempt(inside, frame, adapter);
-        workDone = true;
-        return result;
+        return attempt(inside, frame, adapter, progress);
       });
     } catch (error) {
       if (frame) undo(frame);
@@ -94,7 +93,9 @@ async function own(call: Call, adapter: TransactionAdapter<unknown>): Promise<un
         continue;
       }
       const classified = classify(error, call, undefined, adapter);
-      if (workDone && classified === error && !(error instanceof EventHistoryError)) throw commitFailed(adapter, error);
+      if (progress.workDone && classified === error && !(error instanceof EventHistoryError)) {
+        throw commitFailed(adapter, error);
+      }
       throw classified;
     }
   }
@@ -130,6 +131,7 @@ async function attempt(
   call: Call,
   frame: TransactionFrame | undefined,
   adapter: TransactionAdapter<unknown> | undefined,
+  progress?: { workDone: boolean },
 ): Promise<unknown> {
   const { plan, entity } = call;
   // onUnchanged: 'skip' decides before anything is stamped or written, so a skipped call leaves no trace.
@@ -141,7 +143,10 @@ async function attempt(
     } catch (error) {
       throw classify(error, call, undefined, adapter);
     }
-    if (isUnchanged(plan, entity, previous)) return undefined;
+    if (isUnchanged(plan, entity, previous)) {
+      if (progress) progress.workDone = true;
+      return undefined;
+    }
     previousRead = true;
   }
   const stamp = stampEntity(plan, entity, call.entityType);
@@ -181,6 +186,7 @@ async function attempt(
     }
     stamp.release();
     frame?.onRollback.push(stamp.restore);
+    if (progress) progress.workDone = true;
     return result;
   } catch (error) {
     stamp.restore();

@@ -1,15 +1,7 @@
 import { ambient } from '../context.js';
-import { VersionConflictError } from '../errors.js';
-import type {
-  HistoryEntry,
-  HistoryPage,
-  HistoryReader,
-  HistoryWriter,
-  ListOptions,
-  PageOptions,
-  VersionChanges,
-} from './entry.js';
-import { byEntityAndVersion, byVersion, changesOf, entryAsOf, pageOf, selectRange } from './reader.js';
+import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from './entry.js';
+import { byEntityAndVersion, byVersion, entryAsOf, selectRange } from './reader.js';
+import { HistoryStoreBase, versionTaken } from './store-base.js';
 
 /**
  * History kept in memory, for tests and demos. It is not transactional: it needs no session
@@ -22,7 +14,7 @@ import { byEntityAndVersion, byVersion, changesOf, entryAsOf, pageOf, selectRang
  * await history.list('Order', '42');
  * ```
  */
-export class MemoryHistoryStore implements HistoryWriter, HistoryReader {
+export class MemoryHistoryStore extends HistoryStoreBase implements HistoryWriter, HistoryReader {
   readonly transactional = false;
   readonly #entries = new Map<string, HistoryEntry[]>();
 
@@ -30,9 +22,7 @@ export class MemoryHistoryStore implements HistoryWriter, HistoryReader {
     const key = keyOf(entry.entityType, entry.entityId);
     const versions = this.#entries.get(key) ?? [];
     if (versions.some((existing) => existing.version === entry.version)) {
-      throw new VersionConflictError(entry.entityType, entry.entityId, entry.version - 1, {
-        detail: `history already holds version ${entry.version}`,
-      });
+      throw versionTaken(entry);
     }
     const stored = structuredClone(entry);
     versions.push(stored);
@@ -64,21 +54,11 @@ export class MemoryHistoryStore implements HistoryWriter, HistoryReader {
     return found && structuredClone(found);
   }
 
-  /** One page by version, forwards or backwards; see `PageOptions`. */
-  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
-    return pageOf((query) => this.list(entityType, entityId, query), opts);
-  }
-
   /** Every entry written in one transaction, by entity type, id and version. */
   async byTransaction(txId: string): Promise<HistoryEntry[]> {
     return this.all()
       .filter((entry) => entry.txId === txId)
       .sort(byEntityAndVersion);
-  }
-
-  /** Each version with its field-level changes from the previous one, oldest first. */
-  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
-    return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 
   /** Every entry of every entity, in the order they were written per entity. */

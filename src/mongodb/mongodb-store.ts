@@ -1,16 +1,6 @@
-import { VersionConflictError } from '../errors.js';
-import type {
-  HistoryEntry,
-  HistoryPage,
-  HistoryReader,
-  HistoryWriter,
-  ListOptions,
-  PageOptions,
-  ReadOptions,
-  VersionChanges,
-} from '../history/entry.js';
+import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
-import { changesOf, pageOf } from '../history/reader.js';
+import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { type MongoSessionLike, mongodbAdapter } from '../transactions/mongodb.js';
 
 /** A history entry as stored: the entry's own fields, plus the `_id` MongoDB adds. */
@@ -91,12 +81,13 @@ const WITHOUT_ID = Object.freeze({ _id: 0 as const });
  * const versions = await history.list('Order', '42');
  * ```
  */
-export class MongoHistoryStore implements HistoryWriter<MongoSessionLike>, HistoryReader {
+export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter<MongoSessionLike>, HistoryReader {
   /** The collection's name. */
   readonly collectionName: string;
   readonly #collection: MongoCollectionLike;
 
   constructor(db: MongoDbLike, options: MongoHistoryStoreOptions = {}) {
+    super();
     this.collectionName = assertIdentifier(options.collection ?? DEFAULT_COLLECTION, 'MongoHistoryStore collection');
     this.#collection = db.collection(this.collectionName);
   }
@@ -140,10 +131,7 @@ export class MongoHistoryStore implements HistoryWriter<MongoSessionLike>, Histo
         : this.#collection.insertOne(document, { session }));
     } catch (error) {
       if (session === undefined && mongodbAdapter.isConflict?.(error)) {
-        throw new VersionConflictError(entry.entityType, entry.entityId, entry.version - 1, {
-          cause: error,
-          detail: `history already holds version ${entry.version}`,
-        });
+        throw versionTaken(entry, error);
       }
       throw error;
     }
@@ -167,19 +155,6 @@ export class MongoHistoryStore implements HistoryWriter<MongoSessionLike>, Histo
   }
 
   /**
-   * One page of the entity's history by version, forwards (ascending) or backwards
-   * (descending), with the options of the next page when there is one.
-   *
-   * ```ts
-   * const newest = await history.page('Order', '42', { direction: 'backward', limit: 20 });
-   * const older = newest.next && (await history.page('Order', '42', newest.next));
-   * ```
-   */
-  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
-    return pageOf((query) => this.list(entityType, entityId, query), opts);
-  }
-
-  /**
    * Every entry one transaction wrote, across entity types, ordered by entity type, id and
    * version. Served by the `txId` index.
    *
@@ -189,18 +164,6 @@ export class MongoHistoryStore implements HistoryWriter<MongoSessionLike>, Histo
    */
   byTransaction(txId: string): Promise<HistoryEntry[]> {
     return this.#find({ txId }, { entityType: 1, entityId: 1, version: 1 }, undefined);
-  }
-
-  /**
-   * Each version of the entity, oldest first, with its field-level changes from the previous
-   * one (see `diff`); read a page at a time.
-   *
-   * ```ts
-   * for await (const { entry, changes } of history.changes('Order', '42')) render(entry.version, changes);
-   * ```
-   */
-  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
-    return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 
   /**

@@ -1,17 +1,7 @@
-import { VersionConflictError } from '../errors.js';
 import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
-import type {
-  HistoryEntry,
-  HistoryPage,
-  HistoryReader,
-  HistoryWriter,
-  ListOptions,
-  PageOptions,
-  ReadOptions,
-  VersionChanges,
-} from '../history/entry.js';
+import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
-import { changesOf, pageOf } from '../history/reader.js';
+import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { isDuplicateEntry } from '../transactions/mysql-common.js';
 import { connectionOf } from '../transactions/registry.js';
 import { type MysqlCallbackQueryable, type MysqlQueryable, queryableOf, runQuery, selectRows } from './query.js';
@@ -74,7 +64,7 @@ interface Statements {
  * await history.list('Order', '42');
  * ```
  */
-export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, HistoryReader {
+export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter<MysqlQueryable>, HistoryReader {
   /** The pool or connection reads (and writes without a session) go through, as given. */
   readonly connection: MysqlQueryable | MysqlCallbackQueryable;
   /** The history table's name as given (validated). */
@@ -83,6 +73,7 @@ export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, History
   readonly #sql: Statements;
 
   constructor(connection: MysqlQueryable | MysqlCallbackQueryable, options: MysqlHistoryStoreOptions = {}) {
+    super();
     const db = queryableOf(connection);
     if (db === undefined) {
       throw new TypeError(
@@ -159,10 +150,7 @@ export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, History
       await runQuery(through, this.#sql.insert, params);
     } catch (error) {
       if (session == null && isDuplicateEntry(error)) {
-        throw new VersionConflictError(entry.entityType, entry.entityId, entry.version - 1, {
-          cause: error,
-          detail: `history already holds version ${entry.version}`,
-        });
+        throw versionTaken(entry, error);
       }
       throw error;
     }
@@ -188,19 +176,6 @@ export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, History
   }
 
   /**
-   * One page of the entity's history by version, forwards (ascending) or backwards
-   * (descending), with the options of the next page when there is one.
-   *
-   * ```ts
-   * const newest = await history.page('Order', '42', { direction: 'backward', limit: 20 });
-   * const older = newest.next && (await history.page('Order', '42', newest.next));
-   * ```
-   */
-  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
-    return pageOf((query) => this.list(entityType, entityId, query), opts);
-  }
-
-  /**
    * Every entry one transaction wrote, across entity types, ordered by entity type, id and
    * version. Served by the `tx_id` index.
    *
@@ -210,18 +185,6 @@ export class MysqlHistoryStore implements HistoryWriter<MysqlQueryable>, History
    */
   byTransaction(txId: string): Promise<HistoryEntry[]> {
     return this.#entries(this.#sql.byTransaction, [txId]);
-  }
-
-  /**
-   * Each version of the entity, oldest first, with its field-level changes from the previous
-   * one (see `diff`); read a page at a time.
-   *
-   * ```ts
-   * for await (const { entry, changes } of history.changes('Order', '42')) render(entry.version, changes);
-   * ```
-   */
-  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
-    return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 
   /**

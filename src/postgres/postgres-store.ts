@@ -1,17 +1,7 @@
-import { VersionConflictError } from '../errors.js';
 import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
-import type {
-  HistoryEntry,
-  HistoryPage,
-  HistoryReader,
-  HistoryWriter,
-  ListOptions,
-  PageOptions,
-  ReadOptions,
-  VersionChanges,
-} from '../history/entry.js';
+import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
-import { changesOf, pageOf } from '../history/reader.js';
+import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { connectionOf } from '../transactions/registry.js';
 import { isUniqueViolation } from '../transactions/sql-state.js';
 
@@ -81,7 +71,7 @@ interface Statements {
  * await history.list('Order', '42');
  * ```
  */
-export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, HistoryReader {
+export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWriter<PostgresQueryable>, HistoryReader {
   /** The connection reads (and writes without a session) go through. */
   readonly connection: PostgresQueryable;
   /** The history table's name as given (validated). */
@@ -89,6 +79,7 @@ export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, H
   readonly #sql: Statements;
 
   constructor(connection: PostgresQueryable, options: PostgresHistoryStoreOptions = {}) {
+    super();
     if (connection === null || typeof connection !== 'object' || typeof connection.query !== 'function') {
       throw new TypeError(
         'PostgresHistoryStore needs a connection with query(text, params): a pg Pool, Client or PoolClient, or a PGlite instance.',
@@ -150,10 +141,7 @@ export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, H
       await through.query(this.#sql.insert, entryToParams(entry));
     } catch (error) {
       if (session == null && isUniqueViolation(error)) {
-        throw new VersionConflictError(entry.entityType, entry.entityId, entry.version - 1, {
-          cause: error,
-          detail: `history already holds version ${entry.version}`,
-        });
+        throw versionTaken(entry, error);
       }
       throw error;
     }
@@ -175,19 +163,6 @@ export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, H
   }
 
   /**
-   * One page of the entity's history by version, forwards (ascending) or backwards
-   * (descending), with the options of the next page when there is one.
-   *
-   * ```ts
-   * const newest = await history.page('Order', '42', { direction: 'backward', limit: 20 });
-   * const older = newest.next && (await history.page('Order', '42', newest.next));
-   * ```
-   */
-  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
-    return pageOf((query) => this.list(entityType, entityId, query), opts);
-  }
-
-  /**
    * Every entry one transaction wrote, across entity types, ordered by entity type, id and
    * version. Served by the `tx_id` index.
    *
@@ -197,18 +172,6 @@ export class PostgresHistoryStore implements HistoryWriter<PostgresQueryable>, H
    */
   byTransaction(txId: string): Promise<HistoryEntry[]> {
     return this.#rows(this.#sql.byTransaction, [txId]);
-  }
-
-  /**
-   * Each version of the entity, oldest first, with its field-level changes from the previous
-   * one (see `diff`); read a page at a time.
-   *
-   * ```ts
-   * for await (const { entry, changes } of history.changes('Order', '42')) render(entry.version, changes);
-   * ```
-   */
-  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
-    return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 
   /**

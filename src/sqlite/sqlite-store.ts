@@ -1,17 +1,7 @@
-import { VersionConflictError } from '../errors.js';
 import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
-import type {
-  HistoryEntry,
-  HistoryPage,
-  HistoryReader,
-  HistoryWriter,
-  ListOptions,
-  PageOptions,
-  ReadOptions,
-  VersionChanges,
-} from '../history/entry.js';
+import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
-import { changesOf, pageOf } from '../history/reader.js';
+import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { connectionOf } from '../transactions/registry.js';
 import { isSqliteConflict } from '../transactions/sqlite.js';
 
@@ -87,7 +77,7 @@ interface Statements {
  * @Versioned() @HistoryTracked(history) class OrderService { ... }
  * ```
  */
-export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, HistoryReader {
+export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWriter<SqliteConnectionLike>, HistoryReader {
   /** The Database reads (and writes without a session) go through. */
   readonly database: SqliteConnectionLike;
   /** The history table's name as given (validated). */
@@ -96,6 +86,7 @@ export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, 
   readonly #prepared = new WeakMap<SqliteConnectionLike, Map<string, SqliteStatementLike>>();
 
   constructor(database: SqliteConnectionLike, options: SqliteHistoryStoreOptions = {}) {
+    super();
     if (
       database === null ||
       typeof database !== 'object' ||
@@ -158,10 +149,7 @@ export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, 
       this.#statement(through, this.#sql.insert).run(...params);
     } catch (error) {
       if (session == null && isSqliteConflict(error)) {
-        throw new VersionConflictError(entry.entityType, entry.entityId, entry.version - 1, {
-          cause: error,
-          detail: `history already holds version ${entry.version}`,
-        });
+        throw versionTaken(entry, error);
       }
       throw error;
     }
@@ -188,19 +176,6 @@ export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, 
   }
 
   /**
-   * One page of the entity's history by version, forwards (ascending) or backwards
-   * (descending), with the options of the next page when there is one.
-   *
-   * ```ts
-   * const newest = await history.page('Order', '42', { direction: 'backward', limit: 20 });
-   * const older = newest.next && (await history.page('Order', '42', newest.next));
-   * ```
-   */
-  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
-    return pageOf((query) => this.list(entityType, entityId, query), opts);
-  }
-
-  /**
    * Every entry one transaction wrote, across entity types, ordered by entity type, id and
    * version. Served by the `tx_id` index.
    *
@@ -210,18 +185,6 @@ export class SqliteHistoryStore implements HistoryWriter<SqliteConnectionLike>, 
    */
   async byTransaction(txId: string): Promise<HistoryEntry[]> {
     return this.#rows(this.#sql.byTransaction, [txId]);
-  }
-
-  /**
-   * Each version of the entity, oldest first, with its field-level changes from the previous
-   * one (see `diff`); read a page at a time.
-   *
-   * ```ts
-   * for await (const { entry, changes } of history.changes('Order', '42')) render(entry.version, changes);
-   * ```
-   */
-  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
-    return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 
   /**

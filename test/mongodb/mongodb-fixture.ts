@@ -26,24 +26,7 @@ export class MongoFixture implements DatabaseFixture<ClientSession> {
   readonly name = REAL_MONGODB_URL ? 'mongodb' : 'mongodb (scripted wire server)';
   readonly unavailable = undefined;
   readonly concurrentSessions = true;
-  readonly tamper: HistoryTamper = {
-    setTotal: async (entityType, entityId, version, total) => {
-      await this.#history().updateOne({ entityType, entityId, version }, { $set: { 'snapshot.total': total } });
-    },
-    remove: async (entityType, entityId, version) => {
-      await this.#history().deleteOne({ entityType, entityId, version });
-    },
-    insert: async (entityType, entityId, version, total) => {
-      await this.#history().insertOne({
-        entityType,
-        entityId,
-        version,
-        op: 'update',
-        timestamp: new Date(),
-        snapshot: { id: entityId, total },
-      });
-    },
-  };
+  readonly tamper: HistoryTamper = mongoTamper(() => this.#history());
   #target: MongoTarget | undefined;
   #client: MongoClient | undefined;
   #reader: MongoClient | undefined;
@@ -156,4 +139,33 @@ function toDocument(order: OrderRow): OrderDocument {
 
 function guard(id: string, expectedVersion: number | undefined): { _id: string; version?: number } {
   return expectedVersion === undefined ? { _id: id } : { _id: id, version: expectedVersion };
+}
+
+/** The writes `mongoTamper` needs, of the driver's or Mongoose's (bundled driver) collection. */
+interface TamperableCollection {
+  updateOne(filter: Record<string, unknown>, update: Record<string, unknown>): Promise<unknown>;
+  deleteOne(filter: Record<string, unknown>): Promise<unknown>;
+  insertOne(document: Record<string, unknown>): Promise<unknown>;
+}
+
+/** Edits stored history documents directly, as an attacker with write access would. */
+export function mongoTamper(history: () => TamperableCollection): HistoryTamper {
+  return {
+    setTotal: async (entityType, entityId, version, total) => {
+      await history().updateOne({ entityType, entityId, version }, { $set: { 'snapshot.total': total } });
+    },
+    remove: async (entityType, entityId, version) => {
+      await history().deleteOne({ entityType, entityId, version });
+    },
+    insert: async (entityType, entityId, version, total) => {
+      await history().insertOne({
+        entityType,
+        entityId,
+        version,
+        op: 'update',
+        timestamp: new Date(),
+        snapshot: { id: entityId, total },
+      });
+    },
+  };
 }

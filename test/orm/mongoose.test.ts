@@ -5,6 +5,7 @@ import { MongoHistoryStore } from '../../src/mongodb/index.js';
 import { findAdapter } from '../../src/transactions/registry.js';
 import { Order, orderId, runBehaviourSuite } from '../integration/behaviour.js';
 import type { DatabaseFixture, HistoryTamper, OrderRow } from '../integration/fixture.js';
+import { mongoTamper } from '../mongodb/mongodb-fixture.js';
 import { type MongoTarget, openTarget, REAL_MONGODB_URL, uniqueName } from '../mongodb/target.js';
 
 interface OrderDocument {
@@ -29,24 +30,7 @@ class MongooseFixture implements DatabaseFixture<ClientSession> {
   readonly unavailable = undefined;
   readonly concurrentSessions = true;
   readonly dbName = uniqueName('eh_mongoose');
-  readonly tamper: HistoryTamper = {
-    setTotal: async (entityType, entityId, version, total) => {
-      await this.#history().updateOne({ entityType, entityId, version }, { $set: { 'snapshot.total': total } });
-    },
-    remove: async (entityType, entityId, version) => {
-      await this.#history().deleteOne({ entityType, entityId, version });
-    },
-    insert: async (entityType, entityId, version, total) => {
-      await this.#history().insertOne({
-        entityType,
-        entityId,
-        version,
-        op: 'update',
-        timestamp: new Date(),
-        snapshot: { id: entityId, total },
-      });
-    },
-  };
+  readonly tamper: HistoryTamper = mongoTamper(() => this.#history());
   #target: MongoTarget | undefined;
   #connection: Connection | undefined;
   #reader: Connection | undefined;

@@ -178,10 +178,15 @@ async function attempt(
           ? await readPrevious(plan, call.writer, written.entityType, written.entityId, call.session)
           : previous;
       const entry = finishEntry(plan, written, prior);
-      try {
-        await call.writer.save((plan.map ? plan.map(entry) : entry) as HistoryEntry, call.session);
-      } catch (error) {
-        throw historyWriteFailure(error, entry, stamp, frame);
+      const stored = (plan.map ? plan.map(entry) : entry) as HistoryEntry;
+      const fail = (error: unknown): unknown => historyWriteFailure(error, entry, stamp, frame);
+      // The owning call's entry is the transaction's last write: it may travel with the COMMIT.
+      if (progress === undefined || frame === undefined || !deferToCommit(call.writer, stored, frame, fail)) {
+        try {
+          await call.writer.save(stored, call.session);
+        } catch (error) {
+          throw fail(error);
+        }
       }
     }
     stamp.release();
@@ -192,6 +197,25 @@ async function attempt(
     stamp.restore();
     throw classify(error, call, stamp, adapter);
   }
+}
+
+/**
+ * Hands the entry's INSERT to the adapter to send with COMMIT, when both sides speak one dialect
+ * and the session is the connection the writer would have written through.
+ */
+function deferToCommit(
+  writer: HistoryWriter,
+  entry: HistoryEntry,
+  frame: TransactionFrame,
+  fail: (error: unknown) => unknown,
+): boolean {
+  const { adapter } = frame;
+  const commitWith = adapter.commitWith;
+  if (commitWith === undefined || writer.statementFor === undefined || adapter.connection !== undefined) return false;
+  const sql = writer.statementFor(entry, commitWith.dialect);
+  if (sql === undefined) return false;
+  commitWith.defer(frame.session, { sql, fail });
+  return true;
 }
 
 function runOriginal(call: Call): Promise<unknown> {

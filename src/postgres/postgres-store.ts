@@ -41,6 +41,8 @@ interface Statements {
   readonly columnsPresent: string;
   readonly addColumns: (missing: readonly string[]) => string;
   readonly insert: string;
+  /** `INSERT INTO t (columns)`, the start of `statementFor`'s statement. */
+  readonly insertInto: string;
   readonly list: string;
   readonly listDesc: string;
   readonly byTransaction: string;
@@ -148,6 +150,28 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
   }
 
   /**
+   * The INSERT of `entry` with its values inlined as escaped literals, for the pg adapter to send
+   * in the same round trip as COMMIT (see `TransactionAdapter.commitWith`). `undefined` for another
+   * dialect, or for a value a literal cannot carry safely (a NUL character, a number that is not a
+   * safe integer, an invalid Date): the pipeline then calls `save`, whose error reports it.
+   *
+   * ```ts
+   * history.statementFor(entry, 'postgres'); // INSERT INTO "entity_history" (…) VALUES ('Order', '42', 3, …)
+   * ```
+   */
+  statementFor(entry: HistoryEntry, dialect: string): string | undefined {
+    if (dialect !== 'postgres') return undefined;
+    const values: string[] = [];
+    const params = entryToParams(entry);
+    for (let i = 0; i < params.length; i++) {
+      const literal = sqlLiteral(params[i]);
+      if (literal === undefined) return undefined;
+      values.push(JSON_COLUMNS.has(HISTORY_COLUMNS[i] as string) && literal !== 'NULL' ? `${literal}::jsonb` : literal);
+    }
+    return `${this.#sql.insertInto} VALUES (${values.join(', ')})`;
+  }
+
+  /**
    * The entity's entries in ascending version order, within the inclusive bounds of `opts`.
    *
    * ```ts
@@ -226,6 +250,22 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
   }
 }
 
+/**
+ * A value as a PostgreSQL literal: quotes doubled and, when there is a backslash, the escape-string
+ * form with backslashes doubled (as node-postgres's `escapeLiteral`), which reads the same whatever
+ * `standard_conforming_strings` says. `undefined` for what a literal cannot carry.
+ */
+function sqlLiteral(value: unknown): string | undefined {
+  if (value === null || value === undefined) return 'NULL';
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? String(value) : undefined;
+  // A Date as ISO 8601 in UTC; years outside 0–9999 (a sign, six digits) are left to the driver.
+  const text = value instanceof Date ? (Number.isNaN(value.getTime()) ? undefined : value.toISOString()) : value;
+  if (typeof text !== 'string' || text.includes('\0')) return undefined;
+  if (value instanceof Date && text.length !== 24) return undefined;
+  const quoted = `'${text.replaceAll("'", "''")}'`;
+  return text.includes('\\') ? `E${quoted.replaceAll('\\', '\\\\')}` : quoted;
+}
+
 function clamp(version: number): number {
   return Math.min(INT_MAX, Math.max(INT_MIN, version));
 }
@@ -274,6 +314,7 @@ function statements(table: string): Statements {
         .map((column) => `ADD COLUMN IF NOT EXISTS "${column.name}" ${column.type}`)
         .join(', ')}`,
     insert: `INSERT INTO ${t} (${columns}) VALUES (${values.join(', ')})`,
+    insertInto: `INSERT INTO ${t} (${columns})`,
     list: `${select} AND "version" BETWEEN $3 AND $4 ORDER BY "version" LIMIT $5`,
     listDesc: `${select} AND "version" BETWEEN $3 AND $4 ORDER BY "version" DESC LIMIT $5`,
     byTransaction: `SELECT ${columns} FROM ${t} WHERE "tx_id" = $1 ORDER BY "entity_type", "entity_id", "version"`,

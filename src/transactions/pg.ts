@@ -1,5 +1,5 @@
 import { TransactionStateError } from '../errors.js';
-import type { TransactionAdapter } from './adapter.js';
+import type { DeferredStatement, TransactionAdapter } from './adapter.js';
 import { exclusively, heldByAnotherCall } from './session-lock.js';
 import {
   beginSql,
@@ -108,6 +108,7 @@ export function createPgAdapter(options: PgAdapterOptions = {}): TransactionAdap
   const begin = beginSql(options.isolation, options.transactionId);
   const readsId = options.transactionId !== 'random';
   const ids = new WeakMap<PgClientLike, string>();
+  const deferred = new WeakMap<PgClientLike, DeferredStatement>();
   const name = options.isolation === undefined ? 'pg' : `pg (${options.isolation})`;
   const rollbackQuietly = async (client: PgClientLike): Promise<void> => {
     try {
@@ -146,22 +147,35 @@ export function createPgAdapter(options: PgAdapterOptions = {}): TransactionAdap
             throw abortedError(name);
           }
           if (status === 'I') throw endedError(name);
+          // The history INSERT the call deferred travels with COMMIT: one simple-protocol query,
+          // which PostgreSQL stops at the first failing statement, so a failed INSERT never commits.
+          const last = deferred.get(client);
           let committed: unknown;
           try {
-            committed = await client.query('COMMIT');
+            committed = await client.query(last === undefined ? 'COMMIT' : `${last.sql};\nCOMMIT`);
           } catch (error) {
+            // 'E': the INSERT failed and COMMIT never ran; otherwise COMMIT itself failed (or the connection).
+            const insertFailed = last !== undefined && (await settledStatus(client)) === 'E';
             await rollbackQuietly(client);
-            throw error;
+            throw insertFailed ? last.fail(error) : error;
           }
           if (commitRolledBack(committed)) throw abortedError(name);
           return result;
         } finally {
           ids.delete(client);
+          deferred.delete(client);
         }
       }),
     isConflict: isUniqueViolation,
     isTransient: isRetryableSqlState,
     transactionId: (client: PgClientLike) => ids.get(client),
+    commitWith: Object.freeze({
+      dialect: 'postgres',
+      // Called once, by the call that owns the transaction, after its last write; run() clears it.
+      defer: (client: PgClientLike, statement: DeferredStatement): void => {
+        deferred.set(client, statement);
+      },
+    }),
   });
 }
 
@@ -175,6 +189,22 @@ export function createPgAdapter(options: PgAdapterOptions = {}): TransactionAdap
  * ```
  */
 export const pgAdapter: TransactionAdapter<PgClientLike> = createPgAdapter();
+
+/**
+ * The client's status once it has read the ReadyForQuery that ends a failed query. pg rejects the
+ * query at the ErrorResponse, which the server flushes on its own, so the status may still say
+ * 'T' then; an empty query (one round trip, on this failure path only) waits for it.
+ */
+async function settledStatus(client: PgClientLike): Promise<string | null | undefined> {
+  if (client.getTransactionStatus?.() === 'T') {
+    try {
+      await client.query('');
+    } catch {
+      // A broken connection: its status stays 'T', and the caller reports the original error.
+    }
+  }
+  return client.getTransactionStatus?.();
+}
 
 /** @internal */
 export function abortedError(adapter: string): TransactionStateError {

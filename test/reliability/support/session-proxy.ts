@@ -21,7 +21,8 @@ export function failingCommit<S extends object>(name: TargetName, session: S): S
       const bound = (value as (...args: unknown[]) => unknown).bind(target);
       if (name === 'postgres' && property === 'query') {
         return (text: unknown, ...rest: unknown[]) =>
-          text === 'COMMIT' && fail() ? Promise.reject(new InjectedFault('commit')) : bound(text, ...rest);
+          // COMMIT alone, or with the history INSERT the pg adapter sends before it in one query.
+          isCommit(text) && fail() ? Promise.reject(new InjectedFault('commit')) : bound(text, ...rest);
       }
       if (name === 'sqlite' && property === 'exec') {
         return (sql: unknown) => {
@@ -37,4 +38,8 @@ export function failingCommit<S extends object>(name: TargetName, session: S): S
       return bound;
     },
   });
+}
+
+function isCommit(text: unknown): boolean {
+  return typeof text === 'string' && (text === 'COMMIT' || text.endsWith(';\nCOMMIT'));
 }

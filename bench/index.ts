@@ -83,7 +83,7 @@ async function main(): Promise<void> {
 
   if (wanted('in-process')) {
     section('In-process: decorated save + update vs the same work by hand (memory transaction)');
-    const { result, overheadUs, fastestOverheadUs, fastestRatio } = await inProcessComparison(
+    const { result, overheadUs, fastestOverheadUs, fastestRatio, promises, asyncCall } = await inProcessComparison(
       smoke ? 2 : 9,
       smoke ? 3 : 40,
       smoke ? 50 : 1000,
@@ -101,6 +101,15 @@ async function main(): Promise<void> {
     const fastest = `${fastestOverheadUs.median.toFixed(2)} µs (min–max ${fastestOverheadUs.min.toFixed(2)}–${fastestOverheadUs.max.toFixed(2)} µs)`;
     say(
       `- **overhead per decorated call (each round's fastest batch of each side): ${fastest}**, ratio ${formatSpread(fastestRatio)}`,
+    );
+    say(
+      `- promises created per call, counted with an async hook (independent of load): decorated ${promises.decorated.toFixed(1)}, ` +
+        `hand-written ${promises.hand.toFixed(1)}`,
+    );
+    say(
+      `- one \`await\` of an async function in a fresh Node ${process.version} process: ${asyncCall.withoutAlsUs.toFixed(3)} µs, ` +
+        `and ${asyncCall.withAlsUs.toFixed(3)} µs once an AsyncLocalStorage has been entered (its promise hooks stay on ` +
+        `for every promise in the process; best of 5 rounds in a child process)`,
     );
     headlines.push(
       `| in-process overhead per decorated call (memory transaction) | ${overhead} at p50; ${fastest} on the fastest batches; ratio ${formatSpread(result.p50Ratio)} |`,
@@ -120,8 +129,10 @@ async function main(): Promise<void> {
     say(
       'Each call updates one order (guarded by its version) and inserts its history entry in one transaction. ' +
         'Hand-written: `BEGIN`, guarded `UPDATE`, history `INSERT` (txId from `pg_current_xact_id()` inside the INSERT), ' +
-        '`COMMIT`, on a client each worker holds for the round. The decorated side sends the same four round trips ' +
-        '(`BEGIN; SELECT pg_current_xact_id()` is one). For the @nestjs-cls/transactional pair each call checks a client ' +
+        '`COMMIT`, on a client each worker holds for the round: four round trips. The decorated side sends three: ' +
+        "`BEGIN; SELECT pg_current_xact_id()` in one, the method's `UPDATE`, and the history `INSERT` together with " +
+        '`COMMIT` in one simple-protocol query (values inlined as escaped literals; PostgreSQL stops at a failing INSERT, ' +
+        'so it never commits without its history). For the @nestjs-cls/transactional pair each call checks a client ' +
         'out of the pool (its adapter does so per transaction; the decorated side calls `pool.connect()` around the call). ' +
         'There is no @nestjs-cls adapter for node-postgres (the pg-promise one needs pg-promise), so the bench uses the ' +
         'minimal custom `TransactionalAdapter` its docs describe. The last pair registers ' +
@@ -229,31 +240,31 @@ async function main(): Promise<void> {
 
   section('Targets, and what the profile says about the rest');
   for (const line of [
-    '- **PostgreSQL, ≤ 1.02× hand-written at p50.** The decorated call sends the same four round trips as the hand-written ' +
-      'code; its one extra piece of server work is the `SELECT pg_current_xact_id()` that travels with `BEGIN` so that ' +
-      '`currentCall().txId` and every entry carry PostgreSQL\'s own transaction id. The "identical SQL" pair (the hand-' +
-      'written side sending that same `BEGIN; SELECT …`) isolates the library\'s own cost; the "plain BEGIN" pair includes ' +
-      'that statement (about 5–10 % of a short transaction on this machine, measured with a 3-statement transaction). ' +
-      "With `createPgAdapter({ transactionId: 'random' })` registered, the decorated side sends a plain `BEGIN` and " +
-      'records a random UUID as txId: the last pair compares it with the plain-BEGIN hand-written side. ' +
-      'The JavaScript side of the pipeline is a few microseconds (see the in-process figure) against a transaction of ' +
-      'several hundred: a CPU profile of 3,000 decorated updates at concurrency 1 shows the process idle 89.5 % of the ' +
-      "time, waiting on PostgreSQL, and each pipeline function (attempt, exclusively, the store's save, tagDates) at " +
-      'about 0.1 % of the samples. At concurrency 16 on a 2-core machine the Node process and 16 PostgreSQL backends ' +
-      'share the two cores, so client CPU turns into latency: the "Node CPU µs per call" column shows what each side ' +
-      'costs the client (the decorated side also encodes all ten history columns, Dates tagged in the JSON snapshot, and ' +
-      'runs the session lock), and under the other load on this machine that difference, not round trips, is the gap. ' +
-      'The stretch goal (the history INSERT travelling with COMMIT) is not implemented: it needs the store to defer its ' +
-      "write into the adapter's COMMIT, which would move conflict detection past the method's return.",
-    '- **In-process, < 1 µs per call.** On Node 20, `AsyncLocalStorage` (which carries the ambient session, ' +
-      '`currentCall()` and the history context) installs a promise hook once it is first used, and from then on every ' +
-      "promise in the process — the hand-written side's included, since both run in this process after the first " +
-      'decorated call — pays its init/before/after callbacks: in the CPU profile of `profile-in-process.js` they are ' +
-      'the largest single item (about 15 % of all samples, `promiseInitHook` alone 11 %). A decorated call creates ' +
-      'about four more promises than the hand-written one (the owning `own()` frame, the work callback, `attempt()`, the ' +
-      'ALS scope around the method) and takes a full snapshot with its size check; together with the call record ' +
-      '(`CallInfo`, the stamp, the frame with its random txId) that is the overhead shown above. Node 22+ ' +
-      '(AsyncContextFrame) removes the hook cost.',
+    '- **PostgreSQL, ≤ 1.02× hand-written at p50 (stretch: faster).** The pg adapter sends the history INSERT of the ' +
+      'call that owns the transaction together with its COMMIT (`INSERT …; COMMIT`, one simple-protocol query, values ' +
+      'inlined as escaped literals), so a decorated update takes three round trips where the obvious hand-written code ' +
+      'takes four. Safety is unchanged: PostgreSQL runs the statements of one query in order and stops at the first that ' +
+      'fails, so a failed INSERT leaves the transaction aborted and uncommitted (the adapter rolls it back and reports ' +
+      '`HistoryWriteError`, or `VersionConflictError` for a version already in history), and a refused COMMIT is ' +
+      '`COMMIT_FAILED` as before; the reliability suite (faults, cut connections, SIGKILL) runs against this path. ' +
+      'The one extra piece of server work the default adapter keeps is the `SELECT pg_current_xact_id()` that travels ' +
+      "with `BEGIN`, so that `currentCall().txId` and every entry carry PostgreSQL's own transaction id; " +
+      "`createPgAdapter({ transactionId: 'random' })` drops it (plain `BEGIN`, random UUID txIds). At concurrency 16 on " +
+      'a 2-core machine the Node process and 16 PostgreSQL backends share the two cores, so client CPU turns into ' +
+      'latency: the "Node CPU µs per call" column shows what each side costs the client.',
+    '- **In-process, < 1 µs per call: not met.** On Node 20, `AsyncLocalStorage` (which carries the ambient session, ' +
+      '`currentCall()`, the history context and the frame nested calls join) turns on promise hooks the first time it is ' +
+      "used, and from then on every promise in the process — the hand-written side's included — pays its init, before " +
+      'and after callbacks: the child-process figure above shows one `await` of an async function costing about three ' +
+      'times as much once an AsyncLocalStorage has been entered, and in the CPU profile of `profile-in-process.js` the ' +
+      'hooks are the largest single item (`promiseInitHook` about 11 % of all samples). The promise count above is what ' +
+      'the decorated side adds: the adapter protocol (`run` around the work, as every transaction helper has), ' +
+      '`attempt()` with its awaits of the method and of the history write, and the failure handler of the owning call. ' +
+      'This session removed one (the owning call is no longer an async function). The rest of the gap is the call ' +
+      'record the features need (the ALS scope, `CallInfo`, the stamp with its undo, the frame with its random txId, ' +
+      "reading every field up front so a throwing getter cannot fail the write midway, the snapshot's size check). " +
+      'Node 22+ (AsyncContextFrame) removes the hook cost; on Node 20 the remaining ~2–3 µs per call is what the ' +
+      'features cost, against a database round trip of a few hundred microseconds.',
     '- **Reads flat.** `at` and `list` walk the primary key (entity_type, entity_id, version) straight to their rows, so ' +
       'their cost does not depend on the entity\'s history (the plans above). `asOf` asks for "the entry with the latest ' +
       'timestamp not after t (ties: the highest version)", which the (entity_type, entity_id, timestamp) index answers ' +
@@ -275,6 +286,9 @@ async function main(): Promise<void> {
   say('npm run bench -- --smoke      # a few iterations of each, tiny data; what CI runs; writes nothing');
   say(
     'npm run bench -- --only=postgres,reads   # some comparisons only (in-process, postgres, sqlite, reads, snapshot, memory); writes nothing',
+  );
+  say(
+    'node .tmp/bench/bench/profile-postgres.js [calls]       # after a run: wall and Node CPU per call, PostgreSQL pair',
   );
   say('node --cpu-prof .tmp/bench/bench/profile-sqlite.js       # after a run: CPU profile of the SQLite pair');
   say('node --cpu-prof .tmp/bench/bench/profile-in-process.js   # after a run: CPU profile of the in-process pair');

@@ -92,8 +92,9 @@ async function handWrittenUpdate(order: Order, client: Queryable): Promise<void>
 }
 
 /**
- * The same by hand with the library's exact SQL: the transaction id read in the BEGIN round trip
- * (`BEGIN; SELECT pg_current_xact_id()`), so the entity's method could see it, and inserted as a parameter.
+ * The same by hand with the library's statements: the transaction id read in the BEGIN round trip
+ * (`BEGIN; SELECT pg_current_xact_id()`), so the entity's method could see it, and inserted as a
+ * parameter; the INSERT and COMMIT in two round trips, as hand-written code sends them.
  */
 async function handWrittenSameSqlUpdate(order: Order, client: Queryable): Promise<void> {
   const previous = { version: order.version, timestamp: order.timestamp };
@@ -313,8 +314,8 @@ export async function postgresComparisons(url: string, settings: PostgresSetting
         result: await alternate(settings.rounds, decoratedRound, handRound),
       });
       results.push({
-        name: 'decorated update vs hand-written identical SQL (txId read at BEGIN)',
-        other: 'hand-written, identical SQL',
+        name: 'decorated update vs hand-written, same statements (txId read at BEGIN)',
+        other: 'hand-written, same statements',
         concurrency,
         result: await alternate(settings.rounds, decoratedRound, handSameSqlRound),
       });

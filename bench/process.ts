@@ -3,6 +3,7 @@ import { runInNewContext } from 'node:vm';
 import { Bench } from 'tinybench';
 import { takeSnapshot } from '../src/index.js';
 import { inProcessPair } from './in-process.js';
+import { asyncCallCost, promisesPerCall } from './promises.js';
 import { alternate, type Latencies, type PairResult, type Spread, spread } from './stats.js';
 
 /**
@@ -14,7 +15,14 @@ export async function inProcessComparison(
   rounds: number,
   batches: number,
   batchSize: number,
-): Promise<{ result: PairResult; overheadUs: Spread; fastestOverheadUs: Spread; fastestRatio: Spread }> {
+): Promise<{
+  result: PairResult;
+  overheadUs: Spread;
+  fastestOverheadUs: Spread;
+  fastestRatio: Spread;
+  promises: { decorated: number; hand: number };
+  asyncCall: { withoutAlsUs: number; withAlsUs: number };
+}> {
   const pair = inProcessPair();
   const run = (fn: () => Promise<void>) => async (): Promise<Latencies> => {
     const samples: number[] = [];
@@ -41,7 +49,9 @@ export async function inProcessComparison(
     result.a.map((d, i) => (((d.min ?? Number.NaN) - (result.b[i]?.min ?? Number.NaN)) * 1000) / 2),
   );
   const fastestRatio = spread(result.a.map((d, i) => (d.min ?? Number.NaN) / (result.b[i]?.min ?? Number.NaN)));
-  return { result, overheadUs, fastestOverheadUs, fastestRatio };
+  const promises = await promisesPerCall(pair, Math.min(1000, batches * batchSize));
+  const asyncCall = asyncCallCost(batches * batchSize * 10);
+  return { result, overheadUs, fastestOverheadUs, fastestRatio, promises, asyncCall };
 }
 
 export interface SnapshotRow {

@@ -73,32 +73,51 @@ export function invoke(spec: MethodSpec, service: object, args: unknown[]): Prom
   }
 }
 
-/** This call owns the transaction: begin, commit or roll back, and retry transient failures. */
-async function own(call: Call, adapter: TransactionAdapter<unknown>): Promise<unknown> {
-  for (let attemptNo = 0; ; attemptNo++) {
-    let frame: TransactionFrame | undefined;
-    const progress = { workDone: false };
-    try {
-      // Not an async callback: attempt() marks the work done itself, one promise fewer per call.
-      return await adapter.run(call.session, (opened?: unknown) => {
-        const inside = opened === undefined || opened === call.session ? call : withSession(call, opened);
-        frame = newFrame(inside.session, adapter);
-        return attempt(inside, frame, adapter, progress);
-      });
-    } catch (error) {
-      if (frame) undo(frame);
-      const transient = adapter.isTransient;
-      if (attemptNo < call.plan.retries && transient && anyCause(error, (e) => transient.call(adapter, e))) {
-        await backoff(attemptNo);
-        continue;
-      }
-      const classified = classify(error, call, undefined, adapter);
-      if (progress.workDone && classified === error && !(error instanceof EventHistoryError)) {
-        throw commitFailed(adapter, error);
-      }
-      throw classified;
-    }
+/**
+ * This call owns the transaction: begin, commit or roll back, and retry transient failures.
+ * Not async (a `.then` for the failure path only): one promise and await fewer per call, which
+ * matter on Node 20, where AsyncLocalStorage makes every promise pay for its hooks.
+ */
+function own(call: Call, adapter: TransactionAdapter<unknown>, attemptNo = 0): Promise<unknown> {
+  let frame: TransactionFrame | undefined;
+  const progress = { workDone: false };
+  let running: Promise<unknown>;
+  try {
+    // Not an async callback: attempt() marks the work done itself, one promise fewer per call.
+    running = adapter.run(call.session, (opened?: unknown) => {
+      const inside = opened === undefined || opened === call.session ? call : withSession(call, opened);
+      frame = newFrame(inside.session, adapter);
+      return attempt(inside, frame, adapter, progress);
+    });
+  } catch (error) {
+    // An adapter whose run() throws instead of rejecting.
+    return ownFailed(error, call, adapter, attemptNo, frame, progress.workDone);
   }
+  return running.then(undefined, (error: unknown) =>
+    ownFailed(error, call, adapter, attemptNo, frame, progress.workDone),
+  );
+}
+
+/** A failed attempt of an owned call: undo it, then retry a transient failure or report the error. */
+async function ownFailed(
+  error: unknown,
+  call: Call,
+  adapter: TransactionAdapter<unknown>,
+  attemptNo: number,
+  frame: TransactionFrame | undefined,
+  workDone: boolean,
+): Promise<unknown> {
+  if (frame) undo(frame);
+  const transient = adapter.isTransient;
+  if (attemptNo < call.plan.retries && transient && anyCause(error, (e) => transient.call(adapter, e))) {
+    await backoff(attemptNo);
+    return own(call, adapter, attemptNo + 1);
+  }
+  const classified = classify(error, call, undefined, adapter);
+  if (workDone && classified === error && !(error instanceof EventHistoryError)) {
+    throw commitFailed(adapter, error);
+  }
+  throw classified;
 }
 
 /** The database refused the COMMIT of a call whose writes all succeeded (a deferred constraint, say). */

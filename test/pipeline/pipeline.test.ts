@@ -8,6 +8,7 @@ import {
   InvalidEntityError,
   MemoryHistoryStore,
   MissingSessionError,
+  registerTransactionAdapter,
   runInSession,
   UnsupportedSessionError,
   VersionConflictError,
@@ -434,6 +435,30 @@ describe('finding the session', () => {
     expect(error).toBeInstanceOf(UnsupportedSessionError);
     expect((error as Error).message).toMatch(/WeirdSession.*registerTransactionAdapter/s);
     expect(service.calls).toEqual([]);
+  });
+
+  it('treats an adapter whose run() throws instead of rejecting like one that rejects: classified, entity untouched', async () => {
+    class ThrowingSession {}
+    const unregister = registerTransactionAdapter({
+      name: 'throwing',
+      matches: (s): s is ThrowingSession => s instanceof ThrowingSession,
+      isActive: () => false,
+      run: () => {
+        throw new FakeDbError('DUPLICATE_KEY', 'duplicate key');
+      },
+      isConflict: (e) => e instanceof FakeDbError && e.code === 'DUPLICATE_KEY',
+    });
+    try {
+      const { service } = setup();
+      const order = new Order('o1', 1);
+      const called = service.save(order, new ThrowingSession() as never);
+      expect(called).toBeInstanceOf(Promise);
+      await expect(called).rejects.toBeInstanceOf(VersionConflictError);
+      expect(order.version).toBeUndefined();
+      expect(service.calls).toEqual([]);
+    } finally {
+      unregister();
+    }
   });
 });
 

@@ -128,7 +128,9 @@ describe.runIf(DATABASE_URL || REQUIRE_DATABASES)('PostgreSQL: the history INSER
 
   it('reports any other failure of the INSERT as HistoryWriteError with the driver error as cause, keeping nothing', async () => {
     const { service, orders, historyTable } = await setup();
-    await pool.query(`ALTER TABLE ${historyTable} ADD CONSTRAINT no_big_totals CHECK ((snapshot->>'total')::float < 100)`);
+    await pool.query(
+      `ALTER TABLE ${historyTable} ADD CONSTRAINT no_big_totals CHECK ((snapshot->>'total')::float < 100)`,
+    );
     const order = new Order(orderId(), 500);
 
     const error = await recordingClient(async (client, sent) => {
@@ -150,7 +152,9 @@ describe.runIf(DATABASE_URL || REQUIRE_DATABASES)('PostgreSQL: the history INSER
     const order = new Order(orderId(), 1);
 
     const { error, sent } = await recordingClient(async (client, sent) => ({
-      error: await withHistoryContext({ actor: 'a\u0000b' }, () => service.save(order, client)).catch((e: unknown) => e),
+      error: await withHistoryContext({ actor: 'a\u0000b' }, () => service.save(order, client)).catch(
+        (e: unknown) => e,
+      ),
       sent: [...sent],
     }));
 

@@ -65,15 +65,18 @@ try {
       `${label}: ${wall.toFixed(1)} µs/call, Node CPU ${((used.user + used.system) / calls).toFixed(1)} µs/call`,
     );
   };
-  for (let round = 0; round < 2; round++) {
-    await measure('decorated', () => {
-      a.total++;
-      return service.update(a, client);
-    });
-    await measure('by hand  ', () => {
-      b.total++;
-      return byHand(b, client);
-    });
+  for (let round = 0; round < Number(process.argv[3] ?? 2); round++) {
+    const only = process.env.PROFILE_SIDE;
+    if (only !== 'hand')
+      await measure('decorated', () => {
+        a.total++;
+        return service.update(a, client);
+      });
+    if (only !== 'decorated')
+      await measure('by hand  ', () => {
+        b.total++;
+        return byHand(b, client);
+      });
   }
 } finally {
   client.release();

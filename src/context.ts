@@ -45,6 +45,8 @@ interface AmbientState {
   readonly history?: HistoryContext;
   readonly call?: CallInfo;
   readonly tx?: TransactionFrame;
+  /** The sessions whose library-owned transaction this async context (or one it descends from) holds. */
+  readonly held?: ReadonlySet<object>;
 }
 
 // One storage for every copy of the library loaded in the process (ESM and CJS).

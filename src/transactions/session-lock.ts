@@ -1,34 +1,36 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { ambient, runWithAmbient } from '../context.js';
 
 /** Sessions whose transaction this library began and has not yet ended. */
 const running = new WeakSet<object>();
-/** The tail of each session's queue of calls waiting to run a transaction on it. */
-const queues = new WeakMap<object, Promise<void>>();
-/** The sessions whose transaction the running async context (or one it descends from) holds. */
-const held = new AsyncLocalStorage<ReadonlySet<object>>();
+/** The calls waiting for each session, in arrival order; each is handed the session by the one before it. */
+const waiting = new WeakMap<object, (() => void)[]>();
 
 /**
- * Runs `fn` once no other library-owned transaction runs on `session`: one call after the other.
- * A pg client, a PGlite instance and a better-sqlite3 Database are each one connection, so a
- * concurrent call would otherwise see the other's open transaction, join it and interleave its
- * statements with it.
+ * Runs `fn` once no other library-owned transaction runs on `session`: one call after the other,
+ * in arrival order. A pg client, a PGlite instance and a better-sqlite3 Database are each one
+ * connection, so a concurrent call would otherwise see the other's open transaction, join it and
+ * interleave its statements with it. Which sessions a call holds travels in the library's one
+ * AsyncLocalStorage (a second one would make every promise in the process pay a second hook).
  */
 export async function exclusively<R>(session: object, fn: () => Promise<R>): Promise<R> {
-  const previous = queues.get(session);
-  let release = (): void => {};
-  const mine = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  const tail = previous === undefined ? mine : previous.then(() => mine);
-  queues.set(session, tail);
+  if (running.has(session)) {
+    // Woken by the call before, which leaves the session marked running while it hands it over.
+    await new Promise<void>((resolve) => {
+      const queue = waiting.get(session);
+      if (queue === undefined) waiting.set(session, [resolve]);
+      else queue.push(resolve);
+    });
+  }
+  running.add(session);
   try {
-    if (previous !== undefined) await previous;
-    running.add(session);
-    return await held.run(new Set([...(held.getStore() ?? []), session]), fn);
+    const outer = ambient()?.held;
+    return await runWithAmbient({ held: outer === undefined ? new Set([session]) : new Set([...outer, session]) }, fn);
   } finally {
-    running.delete(session);
-    release();
-    if (queues.get(session) === tail) queues.delete(session);
+    const queue = waiting.get(session);
+    const next = queue?.shift();
+    if (queue !== undefined && queue.length === 0) waiting.delete(session);
+    if (next === undefined) running.delete(session);
+    else next();
   }
 }
 
@@ -38,5 +40,5 @@ export async function exclusively<R>(session: object, fn: () => Promise<R>): Pro
  * (or that an enclosing call of this context holds) is joined.
  */
 export function heldByAnotherCall(session: object): boolean {
-  return running.has(session) && held.getStore()?.has(session) !== true;
+  return running.has(session) && ambient()?.held?.has(session) !== true;
 }

@@ -22,9 +22,19 @@ export function takeSnapshot(
   redact: readonly string[] = [],
   maxBytes: number = Number.POSITIVE_INFINITY,
 ): Record<string, unknown> {
-  const copy = copyObject(entity, [entity]);
+  // The copy counts its JSON length as it goes (one walk, not two); saved and restored around it
+  // in case a toJSON the copy calls takes a snapshot of its own.
+  const outer = counted;
+  counted = 0;
+  let copy: Record<string, unknown>;
+  let size: number;
+  try {
+    copy = copyObject(entity, [entity]);
+    size = counted;
+  } finally {
+    counted = outer;
+  }
   if (maxBytes !== Number.POSITIVE_INFINITY) {
-    const size = approximateSize(copy);
     if (size > maxBytes) {
       throw new SnapshotError(
         `its snapshot is about ${size} bytes, more than the ${maxBytes} allowed (maxSnapshotBytes); ` +
@@ -41,42 +51,85 @@ export function takeSnapshot(
   return copy;
 }
 
+/**
+ * The length of the JSON text of what the running copy has produced so far, counted as it copies
+ * (a string its length + 2, a number, boolean or null 8, a Date 24, an array 2 + 1 per item, an
+ * object 2 + its keys' lengths + 4 per field): the size `maxSnapshotBytes` is checked against.
+ */
+let counted = 0;
+
 function copyValue(value: unknown, ancestors: object[]): unknown {
   switch (typeof value) {
-    case 'bigint':
-      return value.toString();
+    case 'string':
+      counted += value.length + 2;
+      return value;
+    case 'bigint': {
+      const text = value.toString();
+      counted += text.length + 2;
+      return text;
+    }
     case 'function':
     case 'symbol':
+    case 'undefined':
       return undefined;
     case 'object':
       break;
     default:
+      counted += 8;
       return value;
   }
-  if (value === null) return null;
-  if (value instanceof Date) return new Date(value.getTime());
+  if (value === null) {
+    counted += 8;
+    return null;
+  }
+  if (value instanceof Date) {
+    counted += 24;
+    return new Date(value.getTime());
+  }
   if (ancestors.includes(value)) {
     throw new SnapshotError('the entity refers to itself (a cycle), which a history snapshot cannot hold');
   }
   ancestors.push(value);
   try {
-    if (Array.isArray(value)) return value.map((item) => copyValue(item, ancestors) ?? null);
+    if (Array.isArray(value)) return copyArray(value, ancestors);
     if (value instanceof Map) return copyMap(value, ancestors);
-    if (value instanceof Set) return [...value].map((item) => copyValue(item, ancestors) ?? null);
+    if (value instanceof Set) return copyArray([...value], ancestors);
     const toJSON = (value as { toJSON?: unknown }).toJSON;
     if (typeof toJSON === 'function') return copyValue(toJSON.call(value), ancestors);
-    if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<number>);
+    if (ArrayBuffer.isView(value)) return copyArray(Array.from(value as unknown as ArrayLike<number>), ancestors);
     return copyObject(value, ancestors);
   } finally {
     ancestors.pop();
   }
 }
 
+/** An array's copy: what cannot be copied (a function, `undefined`) becomes null, as JSON has it. */
+function copyArray(items: readonly unknown[], ancestors: object[]): unknown[] {
+  counted += 2;
+  const copy = new Array<unknown>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    let item = copyValue(items[i], ancestors);
+    if (item === undefined) {
+      item = null;
+      counted += 8;
+    }
+    copy[i] = item;
+    counted += 1;
+  }
+  return copy;
+}
+
 function copyObject(source: object, ancestors: object[]): Record<string, unknown> {
+  counted += 2;
   const copy: Record<string, unknown> = {};
-  for (const key of Object.keys(source)) {
+  const keys = Object.keys(source);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
     const item = copyValue((source as Record<string, unknown>)[key], ancestors);
-    if (item !== undefined) copy[key] = item;
+    if (item !== undefined) {
+      copy[key] = item;
+      counted += key.length + 4;
+    }
   }
   return copy;
 }
@@ -84,14 +137,21 @@ function copyObject(source: object, ancestors: object[]): Record<string, unknown
 function copyMap(map: Map<unknown, unknown>, ancestors: object[]): unknown {
   const entries = [...map.entries()];
   if (entries.every(([key]) => typeof key === 'string')) {
+    counted += 2;
     const copy: Record<string, unknown> = {};
     for (const [key, item] of entries) {
       const value = copyValue(item, ancestors);
-      if (value !== undefined) copy[key as string] = value;
+      if (value !== undefined) {
+        copy[key as string] = value;
+        counted += (key as string).length + 4;
+      }
     }
     return copy;
   }
-  return entries.map(([key, item]) => [copyValue(key, ancestors) ?? null, copyValue(item, ancestors) ?? null]);
+  return copyArray(
+    entries.map(([key, item]) => [key, item]),
+    ancestors,
+  );
 }
 
 function applyAtPath(
@@ -109,24 +169,4 @@ function applyAtPath(
   const holder = target as Record<string, unknown>;
   if (rest.length === 0) apply(holder, head);
   else applyAtPath(holder[head], rest, apply);
-}
-
-/** The length of the copy's JSON text, counted without building it. */
-function approximateSize(value: unknown): number {
-  if (typeof value === 'string') return value.length + 2;
-  if (value === null || typeof value !== 'object') return 8;
-  if (value instanceof Date) return 24;
-  let size = 2;
-  // Indexed loops over Object.keys: no [key, value] pair or iterator allocated per field (a hot path).
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) size += approximateSize(value[i]) + 1;
-    return size;
-  }
-  const record = value as Record<string, unknown>;
-  const keys = Object.keys(record);
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i] as string;
-    size += key.length + 4 + approximateSize(record[key]);
-  }
-  return size;
 }

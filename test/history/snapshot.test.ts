@@ -39,6 +39,24 @@ describe('takeSnapshot', () => {
     expect(entity).toEqual({ secret: 's', items: [{ price: 1, cost: 2 }], card: { number: '4111' } });
   });
 
+  it('makes 64-bit typed arrays and functions inside arrays JSON-safe too (strings, null)', () => {
+    expect(takeSnapshot({ big: new BigInt64Array([1n, -2n]), mixed: [() => 1, undefined, 'a'] })).toEqual({
+      big: ['1', '-2'],
+      mixed: [null, null, 'a'],
+    });
+  });
+
+  it('checks maxBytes against about the length of the copy’s JSON text, counted while copying', () => {
+    const entity = { note: 'x'.repeat(1000), at: new Date(0), list: [1, null, () => 1], gone: undefined };
+    const json = JSON.stringify(takeSnapshot(entity)).length;
+    expect(() => takeSnapshot(entity, [], [], Math.ceil(json * 1.05))).not.toThrow();
+    expect(() => takeSnapshot(entity, [], [], Math.floor(json * 0.95))).toThrow(
+      /about \d+ bytes, more than the \d+ allowed/,
+    );
+    // Ignored fields are removed after the check: the limit is about what the entity holds.
+    expect(() => takeSnapshot(entity, ['note'], [], 50)).toThrow(/maxSnapshotBytes/);
+  });
+
   it('copies a value shared by two fields twice, but rejects a cycle', () => {
     const shared = { n: 1 };
     expect(takeSnapshot({ a: shared, b: shared })).toEqual({ a: { n: 1 }, b: { n: 1 } });

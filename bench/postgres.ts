@@ -12,7 +12,7 @@ import { ClsModule } from 'nestjs-cls';
 import pg from 'pg';
 import { expectedVersion, HistoryTracked, registerTransactionAdapter, Versioned } from '../src/index.js';
 import { createPgAdapter, PostgresHistoryStore } from '../src/postgres/index.js';
-import { alternate, type Latencies, type PairResult, timeCalls } from './stats.js';
+import { interleave, type PairResult } from './stats.js';
 
 export interface Order {
   id: string;
@@ -257,83 +257,80 @@ export async function postgresComparisons(url: string, settings: PostgresSetting
       const orders = {} as Record<Side, Order[]>;
       for (const side of SIDES) orders[side] = await seed(pool, `${side}-c${concurrency}`, concurrency);
 
-      const withClients = async (work: (worker: number, client: pg.PoolClient) => Promise<unknown>) => {
-        const clients = await Promise.all(Array.from({ length: concurrency }, () => pool.connect()));
+      type Call = (worker: number, client: pg.PoolClient) => Promise<unknown>;
+      // Both sides of a pair in every round, call by call on each worker's client (see interleave).
+      // `holdClients: false` for the pool-per-call pair, whose calls check a client out each time.
+      const pair = async (a: Call, b: Call, rounds = settings.rounds, holdClients = true): Promise<PairResult> => {
+        const clients = holdClients ? await Promise.all(Array.from({ length: concurrency }, () => pool.connect())) : [];
+        const on = (call: Call) => (worker: number) => call(worker, clients[worker] as pg.PoolClient);
         try {
-          return await timeCalls((worker) => work(worker, clients[worker] as pg.PoolClient), calls, concurrency);
+          return await interleave(rounds, calls, concurrency, on(a), on(b));
         } finally {
           for (const client of clients) client.release();
         }
       };
       const onHeldClient =
-        (side: Side, update: (order: Order, client: Queryable) => Promise<unknown>) => (): Promise<Latencies> =>
-          withClients((worker, client) => {
-            const order = orders[side][worker] as Order;
-            nudge(order);
-            return update(order, client);
-          });
-      const decoratedRound = onHeldClient('decorated', (order, client) => decorated.update(order, client));
-      const handRound = onHeldClient('hand', handWrittenUpdate);
-      const handSameSqlRound = onHeldClient('hand_xact', handWrittenSameSqlUpdate);
+        (side: Side, update: (order: Order, client: Queryable) => Promise<unknown>): Call =>
+        (worker, client) => {
+          const order = orders[side][worker] as Order;
+          nudge(order);
+          return update(order, client);
+        };
+      const decoratedCall = onHeldClient('decorated', (order, client) => decorated.update(order, client));
+      const handCall = onHeldClient('hand', handWrittenUpdate);
+      const handSameSqlCall = onHeldClient('hand_xact', handWrittenSameSqlUpdate);
       // Runs only while createPgAdapter({ transactionId: 'random' }) is registered (plain BEGIN, random UUID txIds).
-      const decoratedRandomIdRound = onHeldClient('decorated_random', (order, client) =>
+      const decoratedRandomIdCall = onHeldClient('decorated_random', (order, client) =>
         decoratedRandomId.update(order, client),
       );
-      const decoratedPoolRound = (): Promise<Latencies> =>
-        timeCalls(
-          async (worker) => {
-            const order = orders.decorated_pool[worker] as Order;
-            nudge(order);
-            const client = await pool.connect();
-            try {
-              await decoratedViaPool.update(order, client);
-            } finally {
-              client.release();
-            }
-          },
-          calls,
-          concurrency,
-        );
-      const clsRound = (): Promise<Latencies> =>
-        timeCalls(
-          (worker) => {
-            const order = orders.cls[worker] as Order;
-            nudge(order);
-            return cls.update(order);
-          },
-          calls,
-          concurrency,
-        );
+      // This pair checks a client out of the pool per call, as @nestjs-cls/transactional's adapters do.
+      const decoratedPoolCall: Call = async (worker) => {
+        const order = orders.decorated_pool[worker] as Order;
+        nudge(order);
+        const client = await pool.connect();
+        try {
+          await decoratedViaPool.update(order, client);
+        } finally {
+          client.release();
+        }
+      };
+      const clsCall: Call = (worker) => {
+        const order = orders.cls[worker] as Order;
+        nudge(order);
+        return cls.update(order);
+      };
 
-      // A discarded round each, so connections, plans and the JIT are warm before measuring.
-      for (const round of [handRound, handSameSqlRound, decoratedRound, clsRound, decoratedPoolRound]) await round();
+      // A discarded round of each pair, so connections, plans and the JIT are warm before measuring.
+      await pair(decoratedCall, handCall, 1);
+      await pair(decoratedPoolCall, clsCall, 1, false);
+      await pair(handSameSqlCall, handSameSqlCall, 1);
       results.push({
         name: 'decorated update vs hand-written SQL',
         other: 'hand-written (plain BEGIN)',
         concurrency,
-        result: await alternate(settings.rounds, decoratedRound, handRound),
+        result: await pair(decoratedCall, handCall),
       });
       results.push({
         name: 'decorated update vs hand-written, same statements (txId read at BEGIN)',
         other: 'hand-written, same statements',
         concurrency,
-        result: await alternate(settings.rounds, decoratedRound, handSameSqlRound),
+        result: await pair(decoratedCall, handSameSqlCall),
       });
       results.push({
         name: 'decorated update vs @nestjs-cls/transactional + hand-written history insert',
         other: '@nestjs-cls/transactional + hand insert',
         concurrency,
-        result: await alternate(settings.rounds, decoratedPoolRound, clsRound),
+        result: await pair(decoratedPoolCall, clsCall, settings.rounds, false),
       });
       const unregister = registerTransactionAdapter(createPgAdapter({ transactionId: 'random' }));
       try {
-        await decoratedRandomIdRound();
+        await pair(decoratedRandomIdCall, handCall, 1);
         results.push({
           name: "decorated update with createPgAdapter({ transactionId: 'random' }) vs hand-written SQL",
           decorated: "decorated, transactionId: 'random'",
           other: 'hand-written (plain BEGIN)',
           concurrency,
-          result: await alternate(settings.rounds, decoratedRandomIdRound, handRound),
+          result: await pair(decoratedRandomIdCall, handCall),
         });
       } finally {
         unregister();

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { PostgresHistoryStore, type PostgresQueryable } from '../src/postgres/index.js';
-import { alternate, type PairResult, timeCalls } from './stats.js';
+import { interleave, type PairResult } from './stats.js';
 
 export interface ReadsSettings {
   readonly totalRows: number;
@@ -94,11 +94,11 @@ export async function readComparisons(url: string, settings: ReadsSettings): Pro
     const comparisons: ReadComparison[] = [];
     for (const { read, small: smallId, run } of reads) {
       const versions = smallId === 'page' ? pageVersions : smallVersions;
-      const big = () => timeCalls(() => run('big', bigVersions), settings.callsPerRound, 1);
-      const small = () => timeCalls(() => run(smallId, versions), settings.callsPerRound, 1);
-      await big();
-      await small();
-      const result = await alternate(settings.rounds, big, small);
+      const big = () => run('big', bigVersions);
+      const small = () => run(smallId, versions);
+      // A discarded round, then both entities read call by call in every round (see interleave).
+      await interleave(1, settings.callsPerRound, 1, big, small);
+      const result = await interleave(settings.rounds, settings.callsPerRound, 1, big, small);
       // The plan of an early-in-history read of the big entity: the worst case for an index that did not fit.
       await runEarly(read, store);
       comparisons.push({ read, result, versions, plan: await explain(pool, connection) });

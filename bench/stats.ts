@@ -109,6 +109,56 @@ export async function alternate(
   };
 }
 
+/**
+ * Both sides in every round, call by call: each worker alternates a call of `a` with a call of `b`
+ * (which goes first alternates too), so load from elsewhere on the machine falls on both sides
+ * alike, however fast it comes and goes. The per-round ratio compares the round's p50s. At
+ * concurrency 1 the Node CPU of each call is measured too (calls overlap at higher concurrency, so
+ * there it cannot be told apart).
+ */
+export async function interleave(
+  rounds: number,
+  total: number,
+  concurrency: number,
+  a: (worker: number) => Promise<unknown>,
+  b: (worker: number) => Promise<unknown>,
+): Promise<PairResult> {
+  const as: Latencies[] = [];
+  const bs: Latencies[] = [];
+  const perWorker = Math.ceil(total / concurrency);
+  const measureCpu = concurrency === 1;
+  for (let round = 0; round < rounds; round++) {
+    const samples: [number[], number[]] = [[], []];
+    const cpuUs = [0, 0];
+    await Promise.all(
+      Array.from({ length: concurrency }, async (_, worker) => {
+        for (let call = 0; call < perWorker; call++) {
+          const order = (call + worker + round) % 2 === 0 ? ([0, 1] as const) : ([1, 0] as const);
+          for (const side of order) {
+            const cpu = measureCpu ? process.cpuUsage() : undefined;
+            const start = performance.now();
+            await (side === 0 ? a : b)(worker);
+            samples[side].push(performance.now() - start);
+            if (cpu !== undefined) {
+              const used = process.cpuUsage(cpu);
+              cpuUs[side] = (cpuUs[side] ?? 0) + used.user + used.system;
+            }
+          }
+        }
+      }),
+    );
+    const [sa, sb] = samples;
+    as.push(latencies(sa, measureCpu ? (cpuUs[0] ?? 0) / sa.length : undefined));
+    bs.push(latencies(sb, measureCpu ? (cpuUs[1] ?? 0) / sb.length : undefined));
+  }
+  return {
+    a: as,
+    b: bs,
+    p50Ratio: spread(as.map((x, i) => x.p50 / (bs[i]?.p50 ?? Number.NaN))),
+    p99Ratio: spread(as.map((x, i) => x.p99 / (bs[i]?.p99 ?? Number.NaN))),
+  };
+}
+
 export function medianOf(results: readonly Latencies[], key: 'p50' | 'p99' | 'cpuUs'): number {
   return median(results.map((r) => r[key] ?? Number.NaN));
 }

@@ -141,7 +141,9 @@ async function main(): Promise<void> {
         'There is no @nestjs-cls adapter for node-postgres (the pg-promise one needs pg-promise), so the bench uses the ' +
         'minimal custom `TransactionalAdapter` its docs describe. The last pair registers ' +
         "`createPgAdapter({ transactionId: 'random' })`: the decorated side then sends a plain `BEGIN` and records a random " +
-        'UUID as txId. Concurrency N = N workers, each alternating a call of one side with a call of the other; a pg Pool of ' +
+        'UUID as txId. The "INSERT with COMMIT vs on its own" pair runs the same decorated update against a store whose ' +
+        '`statementFor` returns nothing, so its INSERT is a round trip of its own: what the saved round trip is worth. ' +
+        'Concurrency N = N workers, each alternating a call of one side with a call of the other; a pg Pool of ' +
         '16 clients. Node CPU per call is measured around each call at concurrency 1 (at 16, calls overlap).',
     );
     pgVerdict = postgresVerdict(postgres);

@@ -10,7 +10,13 @@ import {
 } from '@nestjs-cls/transactional';
 import { ClsModule } from 'nestjs-cls';
 import pg from 'pg';
-import { expectedVersion, HistoryTracked, registerTransactionAdapter, Versioned } from '../src/index.js';
+import {
+  expectedVersion,
+  type HistoryEntry,
+  HistoryTracked,
+  registerTransactionAdapter,
+  Versioned,
+} from '../src/index.js';
 import { createPgAdapter, PostgresHistoryStore } from '../src/postgres/index.js';
 import { interleave, type PairResult } from './stats.js';
 
@@ -45,7 +51,15 @@ const ORDERS = `bench_orders_${unique}`;
 // One history table per side, so that each side appends at the right edge of its own primary key
 // (sharing one table would give the side with the greatest entity ids B-tree inserts the others pay more for).
 const historyTable = (side: string): string => `bench_history_${side}_${unique}`;
-const SIDES = ['decorated', 'hand', 'hand_xact', 'cls', 'decorated_pool', 'decorated_random'] as const;
+const SIDES = [
+  'decorated',
+  'hand',
+  'hand_xact',
+  'cls',
+  'decorated_pool',
+  'decorated_random',
+  'decorated_apart',
+] as const;
 type Side = (typeof SIDES)[number];
 
 const UPDATE_SQL = `UPDATE "${ORDERS}" SET "customer" = $1, "total" = $2, "lines" = $3::jsonb, "version" = $4, "timestamp" = $5 WHERE "id" = $6 AND "version" = $7`;
@@ -68,6 +82,13 @@ class DecoratedOrders {
   constructor(readonly history: PostgresHistoryStore) {}
   async update(order: Order, client: Queryable) {
     return client.query(UPDATE_SQL, updateParams(order, expectedVersion(order) as number));
+  }
+}
+
+/** The library's store with the INSERT-with-COMMIT path turned off: the history INSERT is a round trip of its own. */
+class InsertApartStore extends PostgresHistoryStore {
+  override statementFor(_entry: HistoryEntry, _dialect: string): string | undefined {
+    return undefined;
   }
 }
 
@@ -238,7 +259,10 @@ const nudge = (order: Order): void => {
 export async function postgresComparisons(url: string, settings: PostgresSettings): Promise<PostgresComparison[]> {
   const pool = new pg.Pool({ connectionString: url, max: 16 });
   const stores = Object.fromEntries(
-    SIDES.map((side) => [side, new PostgresHistoryStore(pool, { table: historyTable(side) })]),
+    SIDES.map((side) => [
+      side,
+      new (side === 'decorated_apart' ? InsertApartStore : PostgresHistoryStore)(pool, { table: historyTable(side) }),
+    ]),
   ) as Record<Side, PostgresHistoryStore>;
   let app: INestApplicationContext | undefined;
   try {
@@ -249,6 +273,7 @@ export async function postgresComparisons(url: string, settings: PostgresSetting
     const decorated = new DecoratedOrders(stores.decorated);
     const decoratedViaPool = new DecoratedOrders(stores.decorated_pool);
     const decoratedRandomId = new DecoratedOrders(stores.decorated_random);
+    const decoratedInsertApart = new DecoratedOrders(stores.decorated_apart);
     app = await nestContext(pool);
     const cls = app.get(ClsTransactionalOrders);
     const results: PostgresComparison[] = [];
@@ -282,6 +307,9 @@ export async function postgresComparisons(url: string, settings: PostgresSetting
       // Runs only while createPgAdapter({ transactionId: 'random' }) is registered (plain BEGIN, random UUID txIds).
       const decoratedRandomIdCall = onHeldClient('decorated_random', (order, client) =>
         decoratedRandomId.update(order, client),
+      );
+      const decoratedApartCall = onHeldClient('decorated_apart', (order, client) =>
+        decoratedInsertApart.update(order, client),
       );
       // This pair checks a client out of the pool per call, as @nestjs-cls/transactional's adapters do.
       const decoratedPoolCall: Call = async (worker) => {
@@ -321,6 +349,14 @@ export async function postgresComparisons(url: string, settings: PostgresSetting
         other: '@nestjs-cls/transactional + hand insert',
         concurrency,
         result: await pair(decoratedPoolCall, clsCall, settings.rounds, false),
+      });
+      await pair(decoratedCall, decoratedApartCall, 1);
+      results.push({
+        name: 'decorated update, history INSERT sent with COMMIT vs sent on its own',
+        decorated: 'decorated, INSERT with COMMIT',
+        other: 'decorated, INSERT on its own',
+        concurrency,
+        result: await pair(decoratedCall, decoratedApartCall),
       });
       const unregister = registerTransactionAdapter(createPgAdapter({ transactionId: 'random' }));
       try {

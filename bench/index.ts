@@ -274,7 +274,7 @@ async function main(): Promise<void> {
       '(a `.then`, no longer an async function of its own). The rest of the gap is the call ' +
       'record the features need (the ALS scope, `CallInfo`, the stamp with its undo, the frame with its random txId, ' +
       "reading every field up front so a throwing getter cannot fail the write midway, the snapshot's size check). " +
-      'Node 22+ (AsyncContextFrame) removes the hook cost; on Node 20 the remaining ~2–3 µs per call is what the ' +
+      'Node 22+ (AsyncContextFrame) removes the hook cost; on Node 20 the remaining few µs per call (see above) is what the ' +
       'features cost, against a database round trip of a few hundred microseconds.',
     '- **Reads flat.** `at` and `list` walk the primary key (entity_type, entity_id, version) straight to their rows, so ' +
       'their cost does not depend on the entity\'s history (the plans above). `asOf` asks for "the entry with the latest ' +
@@ -284,7 +284,7 @@ async function main(): Promise<void> {
       'they do for every entry the library writes. (Before that contract, `asOf` walked the primary key backwards and ' +
       'filtered on the timestamp: 54× slower on the 100,000-version entity.)',
     "- **SQLite.** A SQLite transaction on a WAL file costs tens of microseconds, so the pipeline's fixed cost, the " +
-      'session lock (one transaction per connection at a time) and the larger history row (all ten columns, Dates ' +
+      'session lock (one transaction per connection at a time) and the larger history row (all thirteen columns, Dates ' +
       'tagged in the JSON) are a visible fraction of it.',
   ]) {
     say(line);

@@ -255,13 +255,18 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
  * form with backslashes doubled (as node-postgres's `escapeLiteral`), which reads the same whatever
  * `standard_conforming_strings` says. `undefined` for what a literal cannot carry.
  */
+const NEEDS_ESCAPE = /['\\\0]/;
+
 function sqlLiteral(value: unknown): string | undefined {
   if (value === null || value === undefined) return 'NULL';
   if (typeof value === 'number') return Number.isSafeInteger(value) ? String(value) : undefined;
   // A Date as ISO 8601 in UTC; years outside 0–9999 (a sign, six digits) are left to the driver.
   const text = value instanceof Date ? (Number.isNaN(value.getTime()) ? undefined : value.toISOString()) : value;
-  if (typeof text !== 'string' || text.includes('\0')) return undefined;
+  if (typeof text !== 'string') return undefined;
   if (value instanceof Date && text.length !== 24) return undefined;
+  // One scan for the common case: nothing to escape.
+  if (!NEEDS_ESCAPE.test(text)) return `'${text}'`;
+  if (text.includes('\0')) return undefined;
   const quoted = `'${text.replaceAll("'", "''")}'`;
   return text.includes('\\') ? `E${quoted.replaceAll('\\', '\\\\')}` : quoted;
 }

@@ -76,6 +76,27 @@ export const HISTORY_COLUMNS = [
   'prev_hash',
 ] as const;
 
+/** The history columns, double-quoted and comma-separated, as PostgreSQL and SQLite write them. */
+export const QUOTED_COLUMNS = HISTORY_COLUMNS.map((column) => `"${column}"`).join(', ');
+
+/**
+ * The reads PostgreSQL and SQLite share, for a quoted table name and the driver's placeholder
+ * (`$n` or `?`): `list` and `listDesc` take (type, id, from, to, limit), `at` and `asOf` (type, id,
+ * version or time), `latest` (type, id), `byTransaction` (txId).
+ */
+export function sqlReads(table: string, param: (n: number) => string) {
+  const select = `SELECT ${QUOTED_COLUMNS} FROM ${table} WHERE "entity_type" = ${param(1)} AND "entity_id" = ${param(2)}`;
+  const range = `${select} AND "version" BETWEEN ${param(3)} AND ${param(4)}`;
+  return {
+    list: `${range} ORDER BY "version" LIMIT ${param(5)}`,
+    listDesc: `${range} ORDER BY "version" DESC LIMIT ${param(5)}`,
+    byTransaction: `SELECT ${QUOTED_COLUMNS} FROM ${table} WHERE "tx_id" = ${param(1)} ORDER BY "entity_type", "entity_id", "version"`,
+    at: `${select} AND "version" = ${param(3)}`,
+    asOf: `${select} AND "timestamp" <= ${param(3)} ORDER BY "timestamp" DESC, "version" DESC LIMIT 1`,
+    latest: `${select} ORDER BY "version" DESC LIMIT 1`,
+  };
+}
+
 /**
  * The nullable columns later versions added; `ensureSchema` adds them to older tables.
  * Each store maps the type names to its database's.

@@ -1,4 +1,12 @@
-import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
+import {
+  ADDED_COLUMNS,
+  entryToParams,
+  HISTORY_COLUMNS,
+  type HistoryRow,
+  QUOTED_COLUMNS,
+  rowToEntry,
+  sqlReads,
+} from '../history/codec.js';
 import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
@@ -299,10 +307,9 @@ function indexName(table: string, suffix: string): string {
 
 function statements(table: string): Statements {
   const t = quote(table);
-  const columns = HISTORY_COLUMNS.map((column) => `"${column}"`).join(', ');
   const values = HISTORY_COLUMNS.map((column, i) => (JSON_COLUMNS.has(column) ? `$${i + 1}::jsonb` : `$${i + 1}`));
-  const select = `SELECT ${columns} FROM ${t} WHERE "entity_type" = $1 AND "entity_id" = $2`;
   return {
+    ...sqlReads(t, (n) => `$${n}`),
     createTable:
       `CREATE TABLE IF NOT EXISTS ${t} (` +
       '"entity_type" text NOT NULL, "entity_id" text NOT NULL, "version" integer NOT NULL, ' +
@@ -318,13 +325,7 @@ function statements(table: string): Statements {
       `ALTER TABLE ${t} ${ADDED_COLUMNS.filter((column) => missing.includes(column.name))
         .map((column) => `ADD COLUMN IF NOT EXISTS "${column.name}" ${column.type}`)
         .join(', ')}`,
-    insert: `INSERT INTO ${t} (${columns}) VALUES (${values.join(', ')})`,
-    insertInto: `INSERT INTO ${t} (${columns})`,
-    list: `${select} AND "version" BETWEEN $3 AND $4 ORDER BY "version" LIMIT $5`,
-    listDesc: `${select} AND "version" BETWEEN $3 AND $4 ORDER BY "version" DESC LIMIT $5`,
-    byTransaction: `SELECT ${columns} FROM ${t} WHERE "tx_id" = $1 ORDER BY "entity_type", "entity_id", "version"`,
-    at: `${select} AND "version" = $3`,
-    asOf: `${select} AND "timestamp" <= $3 ORDER BY "timestamp" DESC, "version" DESC LIMIT 1`,
-    latest: `${select} ORDER BY "version" DESC LIMIT 1`,
+    insert: `INSERT INTO ${t} (${QUOTED_COLUMNS}) VALUES (${values.join(', ')})`,
+    insertInto: `INSERT INTO ${t} (${QUOTED_COLUMNS})`,
   };
 }

@@ -1,4 +1,12 @@
-import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
+import {
+  ADDED_COLUMNS,
+  entryToParams,
+  HISTORY_COLUMNS,
+  type HistoryRow,
+  QUOTED_COLUMNS,
+  rowToEntry,
+  sqlReads,
+} from '../history/codec.js';
 import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
@@ -266,9 +274,8 @@ function statements(table: string): Statements {
   const indexOf = (suffix: string) =>
     parts.length === 2 ? `"${parts[0]}"."${base}_${suffix}"` : `"${base}_${suffix}"`;
   const index = indexOf('entity_time_idx');
-  const columns = HISTORY_COLUMNS.map((column) => `"${column}"`).join(', ');
-  const select = `SELECT ${columns} FROM ${t} WHERE "entity_type" = ? AND "entity_id" = ?`;
   return {
+    ...sqlReads(t, () => '?'),
     createTable:
       `CREATE TABLE IF NOT EXISTS ${t} (` +
       '"entity_type" TEXT NOT NULL, "entity_id" TEXT NOT NULL, "version" INTEGER NOT NULL, ' +
@@ -280,12 +287,6 @@ function statements(table: string): Statements {
     createTxIndex: `CREATE INDEX IF NOT EXISTS ${indexOf('tx_idx')} ON "${base}" ("tx_id")`,
     tableInfo: parts.length === 2 ? `PRAGMA "${parts[0]}".table_info("${base}")` : `PRAGMA table_info("${base}")`,
     addColumn: (name, type) => `ALTER TABLE ${t} ADD COLUMN "${name}" ${type}`,
-    insert: `INSERT INTO ${t} (${columns}) VALUES (${HISTORY_COLUMNS.map(() => '?').join(', ')})`,
-    list: `${select} AND "version" BETWEEN ? AND ? ORDER BY "version" LIMIT ?`,
-    listDesc: `${select} AND "version" BETWEEN ? AND ? ORDER BY "version" DESC LIMIT ?`,
-    byTransaction: `SELECT ${columns} FROM ${t} WHERE "tx_id" = ? ORDER BY "entity_type", "entity_id", "version"`,
-    at: `${select} AND "version" = ?`,
-    asOf: `${select} AND "timestamp" <= ? ORDER BY "timestamp" DESC, "version" DESC LIMIT 1`,
-    latest: `${select} ORDER BY "version" DESC LIMIT 1`,
+    insert: `INSERT INTO ${t} (${QUOTED_COLUMNS}) VALUES (${HISTORY_COLUMNS.map(() => '?').join(', ')})`,
   };
 }

@@ -198,13 +198,12 @@ async function attempt(
           : previous;
       const entry = finishEntry(plan, written, prior);
       const stored = (plan.map ? plan.map(entry) : entry) as HistoryEntry;
-      const fail = (error: unknown): unknown => historyWriteFailure(error, entry, stamp, frame);
       // The owning call's entry is the transaction's last write: it may travel with the COMMIT.
-      if (progress === undefined || frame === undefined || !deferToCommit(call.writer, stored, frame, fail)) {
+      if (progress === undefined || frame === undefined || !deferToCommit(call.writer, stored, entry, stamp, frame)) {
         try {
           await call.writer.save(stored, call.session);
         } catch (error) {
-          throw fail(error);
+          throw historyWriteFailure(error, entry, stamp, frame);
         }
       }
     }
@@ -224,16 +223,17 @@ async function attempt(
  */
 function deferToCommit(
   writer: HistoryWriter,
+  stored: HistoryEntry,
   entry: HistoryEntry,
+  stamp: Stamp,
   frame: TransactionFrame,
-  fail: (error: unknown) => unknown,
 ): boolean {
   const { adapter } = frame;
   const commitWith = adapter.commitWith;
   if (commitWith === undefined || writer.statementFor === undefined || adapter.connection !== undefined) return false;
-  const sql = writer.statementFor(entry, commitWith.dialect);
+  const sql = writer.statementFor(stored, commitWith.dialect);
   if (sql === undefined) return false;
-  commitWith.defer(frame.session, { sql, fail });
+  commitWith.defer(frame.session, { sql, fail: (error) => historyWriteFailure(error, entry, stamp, frame) });
   return true;
 }
 

@@ -41,6 +41,15 @@ export interface TransactionAdapter<S = unknown> {
    */
   connection?(session: S): unknown;
   /**
+   * Runs `work` inside the transaction already open on `session` (one the caller began, or an
+   * enclosing decorated call's) so that a failure leaves nothing of the call's own writes behind:
+   * a SAVEPOINT before `work`, ROLLBACK TO SAVEPOINT when it rejects, RELEASE when it resolves.
+   * Where the database has no savepoints (MongoDB), a failure aborts the whole transaction, so it
+   * can no longer be committed, and the rejection says so. Without `join`, a joined call runs in
+   * the open transaction as it is, and a failure keeps whatever the method wrote.
+   */
+  join?<R>(session: S, work: () => Promise<R>): Promise<R>;
+  /**
    * Lets the last statement of a transaction the adapter began travel with its COMMIT, in one
    * round trip. `dialect` names the SQL the session speaks (`'postgres'`); `defer` holds a
    * statement (in that dialect, values inlined) until `run` commits, then sends it and COMMIT

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { HistoryOp } from './history/entry.js';
 import type { TransactionAdapter } from './transactions/adapter.js';
+import type { SessionHold } from './transactions/session-lock.js';
 
 /** Who and why, attached to every history entry written inside `withHistoryContext`. */
 export interface HistoryContext {
@@ -31,13 +32,27 @@ export interface CallInfo {
   readonly args: readonly unknown[];
 }
 
-/** One transaction as the pipeline sees it; nested decorated calls share it. */
+/**
+ * One unit of work as the pipeline sees it: the transaction a call owns, the caller's transaction
+ * a call joined, or the savepoint a nested call runs in. Nested decorated calls get a child frame
+ * on the same session and txId.
+ */
 export interface TransactionFrame {
   readonly session: unknown;
   readonly adapter: TransactionAdapter<unknown>;
   readonly txId: string;
-  /** Undo actions run, newest first, when a transaction this library owns rolls back. */
+  /** Undo actions run, newest first, when the unit rolls back. */
   readonly onRollback: (() => void)[];
+  /**
+   * Set once the unit has ended. A decorated call that starts later with this frame still in its
+   * async context (a timer, an event handler the method registered) is not nested in it.
+   */
+  closed: boolean;
+  /**
+   * The nested calls started in this unit, chained one after the other (a settled promise, never
+   * rejected); the unit waits for the chain before it ends, so no nested call outlives it.
+   */
+  children?: Promise<void>;
 }
 
 interface AmbientState {
@@ -45,8 +60,8 @@ interface AmbientState {
   readonly history?: HistoryContext;
   readonly call?: CallInfo;
   readonly tx?: TransactionFrame;
-  /** The sessions whose library-owned transaction this async context (or one it descends from) holds. */
-  readonly held?: ReadonlySet<object>;
+  /** The holds on library-owned transactions taken by this async context or one it descends from. */
+  readonly held?: readonly SessionHold[];
 }
 
 // One storage for every copy of the library loaded in the process (ESM and CJS).

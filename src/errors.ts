@@ -12,6 +12,7 @@ export type EventHistoryErrorCode =
   | 'HISTORY_WRITE_FAILED'
   | 'CONNECTION_LOST'
   | 'RETRY_EXHAUSTED'
+  | 'TRANSACTION_RETRIES_EXHAUSTED'
   | 'REVERT_FAILED'
   | TransactionStateErrorCode;
 
@@ -43,7 +44,37 @@ export class EventHistoryError extends Error {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.name = new.target.name;
+    // The library's classes this error is an instance of, by their stable names: `instanceof`
+    // then holds across copies of the library (see `Symbol.hasInstance` below).
+    const kinds: string[] = [];
+    for (let c: unknown = new.target; typeof c === 'function' && c !== Error; c = Object.getPrototypeOf(c)) {
+      if (Object.hasOwn(c, KIND)) kinds.push((c as unknown as Record<symbol, string>)[KIND] as string);
+    }
+    Object.defineProperty(this, KINDS, { value: Object.freeze(kinds), enumerable: false });
   }
+
+  /**
+   * `error instanceof VersionConflictError` is true for a conflict thrown by any copy of the
+   * library loaded in the process (the ESM and the CommonJS build side by side, as a NestJS app
+   * compiled to CommonJS next to an ESM tool easily has), not only this copy's: the check reads
+   * the stable class names each error records. Subclasses of your own keep the usual check.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (!Object.hasOwn(this, KIND)) return Function.prototype[Symbol.hasInstance].call(this, value);
+    if (value === null || typeof value !== 'object') return false;
+    const kinds = (value as Record<symbol, unknown>)[KINDS];
+    if (Array.isArray(kinds)) return kinds.includes((this as unknown as Record<symbol, string>)[KIND]);
+    return Function.prototype[Symbol.hasInstance].call(this, value);
+  }
+}
+
+/** The stable name a library error class is known by in every copy of the library. */
+const KIND = Symbol.for('event-history:error-class');
+/** On each error: the stable names of the library classes it is an instance of. */
+const KINDS = Symbol.for('event-history:error-classes');
+
+function brand(errorClass: abstract new (...args: never[]) => EventHistoryError, name: string): void {
+  Object.defineProperty(errorClass, KIND, { value: name, enumerable: false });
 }
 
 /**
@@ -278,6 +309,38 @@ export class RetryExhaustedError extends EventHistoryError {
 }
 
 /**
+ * A call that owns its transaction kept failing with an error the database says is worth
+ * retrying (a serialization failure, 40001; a deadlock, 40P01 or 1213; a lock wait timeout) and
+ * ran out of attempts (`@Versioned({ retries })`, default 3; with `retries: 0` the first such
+ * failure). Every attempt was rolled back and the entity restored: nothing of the call was kept.
+ * `cause` holds the last attempt's driver error.
+ *
+ * ```ts
+ * catch (e) { if (e instanceof TransactionRetriesExhaustedError) respond(409, 'busy, try again'); }
+ * ```
+ */
+export class TransactionRetriesExhaustedError extends EventHistoryError {
+  /** The name of the transaction adapter. */
+  readonly adapter: string;
+  /** How many attempts ran, the first included. */
+  readonly attempts: number;
+
+  constructor(adapter: string, attempts: number, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'TRANSACTION_RETRIES_EXHAUSTED',
+      `The transaction failed ${attempts === 1 ? 'once' : `${attempts} times`} with an error the database says is ` +
+        `transient (${reason}), and the call has no attempts left. Every attempt was rolled back and the entity ` +
+        'restored, so nothing of the call was kept. Retry the call later, reduce contention on the rows it writes, ' +
+        'or raise retries on the decorator.',
+      { cause },
+    );
+    this.adapter = adapter;
+    this.attempts = attempts;
+  }
+}
+
+/**
  * `revert` cannot put an entity back: the service has no decorated `update` (or `save` for a
  * deleted entity), no history reader was found, or the version to revert to is not in history.
  * Nothing was written.
@@ -298,3 +361,17 @@ export class RevertError extends EventHistoryError {
     this.toVersion = toVersion;
   }
 }
+
+brand(EventHistoryError, 'EventHistoryError');
+brand(DecoratorError, 'DecoratorError');
+brand(MissingSessionError, 'MissingSessionError');
+brand(UnsupportedSessionError, 'UnsupportedSessionError');
+brand(SessionEndedError, 'SessionEndedError');
+brand(InvalidEntityError, 'InvalidEntityError');
+brand(VersionConflictError, 'VersionConflictError');
+brand(HistoryWriteError, 'HistoryWriteError');
+brand(TransactionStateError, 'TransactionStateError');
+brand(ConnectionLostError, 'ConnectionLostError');
+brand(RetryExhaustedError, 'RetryExhaustedError');
+brand(TransactionRetriesExhaustedError, 'TransactionRetriesExhaustedError');
+brand(RevertError, 'RevertError');

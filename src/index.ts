@@ -22,6 +22,7 @@ export {
   RetryExhaustedError,
   RevertError,
   SessionEndedError,
+  TransactionRetriesExhaustedError,
   TransactionStateError,
   UnsupportedSessionError,
   VersionConflictError,

@@ -1,10 +1,16 @@
 import { type ArgumentsHost, Catch, HttpException, type HttpServer, HttpStatus } from '@nestjs/common';
 import { BaseExceptionFilter, type HttpAdapterHost } from '@nestjs/core';
-import { EventHistoryError, InvalidEntityError, VersionConflictError } from '../errors.js';
+import {
+  EventHistoryError,
+  InvalidEntityError,
+  TransactionRetriesExhaustedError,
+  VersionConflictError,
+} from '../errors.js';
 
 /**
  * The HTTP answer for a library error: `VersionConflictError` → 409 Conflict (with `entityType`,
- * `entityId`, `expectedVersion`), `InvalidEntityError` → 400 Bad Request; anything else is a
+ * `entityId`, `expectedVersion`), `TransactionRetriesExhaustedError` (concurrent transactions kept colliding) → 409 too,
+ * `InvalidEntityError` → 400 Bad Request; anything else is a
  * server-side problem (a missing session, an unsupported session, a failed history write) and
  * stays a 500 with a generic message, logged by Nest.
  *
@@ -25,6 +31,13 @@ export function httpErrorOf(error: EventHistoryError): { status: number; body: R
         entityId: error.entityId,
         expectedVersion: error.expectedVersion,
       },
+    };
+  }
+  if (error instanceof TransactionRetriesExhaustedError) {
+    // Concurrent transactions kept colliding: the client may send the request again.
+    return {
+      status: HttpStatus.CONFLICT,
+      body: { statusCode: HttpStatus.CONFLICT, error: 'Conflict', code: error.code, message: error.message },
     };
   }
   if (error instanceof InvalidEntityError) {

@@ -6,6 +6,7 @@ import {
   HistoryWriteError,
   InvalidEntityError,
   MissingSessionError,
+  TransactionRetriesExhaustedError,
   TransactionStateError,
   VersionConflictError,
 } from '../errors.js';
@@ -18,9 +19,10 @@ import { providedSession } from '../transactions/session-provider.js';
 import type { CallPlan } from './plan.js';
 import { planFor } from './plan.js';
 import { finishEntry, isUnchanged, readPrevious } from './previous.js';
+import { captureEntity, type EntityState, restoreEntity } from './entity-state.js';
 import type { MethodSpec } from './spec.js';
 import { type Stamp, stampEntity } from './stamp.js';
-import { anyCause, backoff, newFrame, propagation, undo } from './transaction.js';
+import { anyCause, backoff, childFrame, endFrame, newFrame, propagation, undo } from './transaction.js';
 import { resolveWriter } from './writer.js';
 
 type Entity = Record<string, unknown>;
@@ -63,10 +65,11 @@ export function invoke(spec: MethodSpec, service: object, args: unknown[]): Prom
         if (writer !== undefined) snapshotOf(plan, entity, entityType, entityType);
         return attempt(call, undefined, undefined);
       case 'nested':
+        return nested(call, route.frame);
       case 'join':
-        return attempt(call, route.frame, route.frame.adapter);
+        return joined(call, route.frame);
       case 'own':
-        return own(call, route.adapter);
+        return own(call, route.adapter, 0, capturedForRetry(call, route.adapter));
     }
   } catch (error) {
     return Promise.reject(error);
@@ -78,7 +81,12 @@ export function invoke(spec: MethodSpec, service: object, args: unknown[]): Prom
  * Not async (a `.then` for the failure path only): one promise and await fewer per call, which
  * matter on Node 20, where AsyncLocalStorage makes every promise pay for its hooks.
  */
-function own(call: Call, adapter: TransactionAdapter<unknown>, attemptNo = 0): Promise<unknown> {
+function own(
+  call: Call,
+  adapter: TransactionAdapter<unknown>,
+  attemptNo: number,
+  before: EntityState | undefined,
+): Promise<unknown> {
   let frame: TransactionFrame | undefined;
   const progress = { workDone: false };
   let running: Promise<unknown>;
@@ -91,10 +99,10 @@ function own(call: Call, adapter: TransactionAdapter<unknown>, attemptNo = 0): P
     });
   } catch (error) {
     // An adapter whose run() throws instead of rejecting.
-    return ownFailed(error, call, adapter, attemptNo, frame, progress.workDone);
+    return ownFailed(error, call, adapter, attemptNo, before, frame, progress.workDone);
   }
   return running.then(undefined, (error: unknown) =>
-    ownFailed(error, call, adapter, attemptNo, frame, progress.workDone),
+    ownFailed(error, call, adapter, attemptNo, before, frame, progress.workDone),
   );
 }
 
@@ -104,14 +112,20 @@ async function ownFailed(
   call: Call,
   adapter: TransactionAdapter<unknown>,
   attemptNo: number,
+  before: EntityState | undefined,
   frame: TransactionFrame | undefined,
   workDone: boolean,
 ): Promise<unknown> {
   if (frame) undo(frame);
   const transient = adapter.isTransient;
-  if (attemptNo < call.plan.retries && transient && anyCause(error, (e) => transient.call(adapter, e))) {
-    await backoff(attemptNo);
-    return own(call, adapter, attemptNo + 1);
+  if (transient !== undefined && anyCause(error, (e) => transient.call(adapter, e))) {
+    if (attemptNo < call.plan.retries && before !== undefined) {
+      await backoff(attemptNo);
+      // The next attempt runs the method on the entity exactly as the caller passed it.
+      restoreEntity(call.entity, before);
+      return own(call, adapter, attemptNo + 1, before);
+    }
+    throw new TransactionRetriesExhaustedError(adapter.name, attemptNo + 1, error);
   }
   const classified = classify(error, call, undefined, adapter);
   if (workDone && classified === error && !(error instanceof EventHistoryError)) {
@@ -119,6 +133,79 @@ async function ownFailed(
   }
   throw classified;
 }
+
+/**
+ * The entity as the caller passed it, when a transient failure may make the call run again: each
+ * attempt must start from it, or a method that changes the entity applies its change twice.
+ */
+function capturedForRetry(call: Call, adapter: TransactionAdapter<unknown>): EntityState | undefined {
+  if (call.plan.retries < 1 || adapter.isTransient === undefined) return undefined;
+  try {
+    return captureEntity(call.entity);
+  } catch (error) {
+    throw new InvalidEntityError(
+      `${call.plan.method} could not copy its ${call.entityType} to run the call again after a transient failure: ` +
+        `${(error as Error)?.message ?? String(error)}. Pass plain data, or set retries: 0.`,
+      call.entityType,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * A call that joins the transaction its caller began: in a savepoint where the adapter has
+ * `join`, so that a failure leaves nothing of the call's writes in the caller's transaction.
+ */
+function joined(call: Call, frame: TransactionFrame): Promise<unknown> {
+  const { adapter } = frame;
+  const work = (): Promise<unknown> => attempt(call, frame, adapter);
+  let running: Promise<unknown>;
+  try {
+    running = adapter.join ? adapter.join(frame.session, work) : work();
+  } catch (error) {
+    running = Promise.reject(error);
+  }
+  return running.then(undefined, (error: unknown) => {
+    undo(frame);
+    frame.closed = true;
+    throw classify(error, call, undefined, adapter);
+  });
+}
+
+/**
+ * A decorated call inside another's unit of work on the same session: in a savepoint of its own
+ * (where the adapter has `join`), after the unit's earlier nested calls have settled (one
+ * connection runs one statement at a time, and interleaved savepoints would undo each other's
+ * work), and waited for by the unit before it ends.
+ */
+function nested(call: Call, parent: TransactionFrame): Promise<unknown> {
+  const { adapter } = parent;
+  const frame = childFrame(parent);
+  const work = (): Promise<unknown> => attempt(call, frame, adapter);
+  const run = (): Promise<unknown> => (adapter.join ? adapter.join(parent.session, work) : work());
+  const previous = parent.children;
+  let running: Promise<unknown>;
+  try {
+    running = previous === undefined ? run() : previous.then(run);
+  } catch (error) {
+    running = Promise.reject(error);
+  }
+  parent.children = running.then(ignore, ignore);
+  return running.then(
+    (result) => {
+      // Undone with the parent's unit if that rolls back.
+      parent.onRollback.push(...frame.onRollback);
+      return result;
+    },
+    (error: unknown) => {
+      undo(frame);
+      frame.closed = true;
+      throw classify(error, call, undefined, adapter);
+    },
+  );
+}
+
+function ignore(): void {}
 
 /** The database refused the COMMIT of a call whose writes all succeeded (a deferred constraint, say). */
 function commitFailed(adapter: TransactionAdapter<unknown>, cause: unknown): TransactionStateError {
@@ -160,9 +247,11 @@ async function attempt(
     try {
       previous = await readPrevious(plan, call.writer, call.entityType, idOf(plan, entity) ?? '', call.session);
     } catch (error) {
+      if (frame !== undefined) frame.closed = true;
       throw classify(error, call, undefined, adapter);
     }
     if (isUnchanged(plan, entity, previous)) {
+      if (frame !== undefined) frame.closed = true;
       if (progress) progress.workDone = true;
       return undefined;
     }
@@ -209,10 +298,15 @@ async function attempt(
     }
     stamp.release();
     frame?.onRollback.push(stamp.restore);
+    // Nested calls the method started and did not await finish inside this unit, not after it.
+    const children = frame === undefined ? undefined : endFrame(frame);
+    if (children !== undefined) await children;
     if (progress) progress.workDone = true;
     return result;
   } catch (error) {
     stamp.restore();
+    const children = frame === undefined ? undefined : endFrame(frame);
+    if (children !== undefined) await children;
     throw classify(error, call, stamp, adapter);
   }
 }

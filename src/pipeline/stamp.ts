@@ -1,4 +1,5 @@
 import { InvalidEntityError } from '../errors.js';
+import { shared } from '../shared-state.js';
 import type { CallPlan } from './plan.js';
 
 /** What a field held before the call, so a failed call can put it back exactly. */
@@ -18,8 +19,9 @@ export interface Stamp {
   release(): void;
 }
 
-const expectedVersions = new WeakMap<object, number>();
-const continuedVersions = new WeakMap<object, number>();
+// One per process: `expectedVersion(entity)` from one copy of the library must see a call of another's.
+const expectedVersions = shared('expected-versions', () => new WeakMap<object, number>());
+const continuedVersions = shared('continued-versions', () => new WeakMap<object, number>());
 
 /**
  * @internal While set, a create of `entity` stamps `version` instead of `initialVersion`: `revert`

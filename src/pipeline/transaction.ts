@@ -19,14 +19,39 @@ export type Propagation =
 export function propagation(session: unknown): Propagation {
   if (session === undefined || session === null) return { kind: 'none' };
   const outer = ambient()?.tx;
-  if (outer !== undefined && outer.session === session) return { kind: 'nested', frame: outer };
+  if (outer !== undefined && outer.session === session && !outer.closed) return { kind: 'nested', frame: outer };
   const adapter = adapterFor(session);
   if (adapter.isActive(session)) return { kind: 'join', frame: newFrame(session, adapter) };
   return { kind: 'own', adapter };
 }
 
 export function newFrame(session: unknown, adapter: TransactionAdapter<unknown>): TransactionFrame {
-  return { session, adapter, txId: adapter.transactionId?.(session) ?? randomUUID(), onRollback: [] };
+  return { session, adapter, txId: adapter.transactionId?.(session) ?? randomUUID(), onRollback: [], closed: false };
+}
+
+/** The frame of a call nested in `parent`: same session, adapter and txId, its own undo list. */
+export function childFrame(parent: TransactionFrame): TransactionFrame {
+  return { session: parent.session, adapter: parent.adapter, txId: parent.txId, onRollback: [], closed: false };
+}
+
+/**
+ * Waits until every nested call started in `frame` has settled, including ones started while
+ * waiting, then marks the frame closed: nothing of ours runs in the unit after it ends.
+ */
+export function endFrame(frame: TransactionFrame): Promise<void> | undefined {
+  if (frame.children === undefined) {
+    frame.closed = true;
+    return undefined;
+  }
+  return settleChildren(frame);
+}
+
+async function settleChildren(frame: TransactionFrame): Promise<void> {
+  for (let children = frame.children; children !== undefined; children = frame.children) {
+    await children;
+    if (frame.children === children) break;
+  }
+  frame.closed = true;
 }
 
 /** Runs the undo actions of a rolled-back frame, newest first; one failing does not stop the rest. */

@@ -1,6 +1,7 @@
 import type { HistorySource } from '../decorators/options.js';
 import { DecoratorError } from '../errors.js';
 import type { HistoryWriter } from '../history/entry.js';
+import { shared } from '../shared-state.js';
 
 /**
  * Finds the provider for a history class; the NestJS module registers one backed by ModuleRef.
@@ -23,7 +24,7 @@ export function setHistoryWriterResolver(resolver: HistoryWriterResolver | undef
   holder[RESOLVER_KEY] = resolver;
 }
 
-const byClass = new WeakMap<object, WeakMap<object, HistoryWriter>>();
+const byClass = shared('writers-by-class', () => new WeakMap<object, WeakMap<object, HistoryWriter>>());
 
 export function resolveWriter(source: HistorySource, service: object, method: string): HistoryWriter {
   if (typeof source === 'string') {

@@ -125,6 +125,8 @@ async function ownFailed(
       restoreEntity(call.entity, before);
       return own(call, adapter, attemptNo + 1, before);
     }
+    // Nothing of the call was kept: neither is the method's change of the entity, when it was captured.
+    if (before !== undefined) restoreEntity(call.entity, before);
     throw new TransactionRetriesExhaustedError(adapter.name, attemptNo + 1, error);
   }
   const classified = classify(error, call, undefined, adapter);

@@ -105,7 +105,33 @@ export class FakeSession {
   async rollback(): Promise<void> {
     if (!this.#tx) throw new FakeDbError('BROKEN', 'no transaction to roll back');
     this.#tx = undefined;
+    this.#savepoints.length = 0;
     this.rollbacks += 1;
+  }
+
+  /** Savepoints taken, rolled back to and released, as a SQL database counts them. */
+  readonly savepointCounts = { taken: 0, rolledBack: 0, released: 0 };
+  readonly #savepoints: { tables: Tables; writes: Map<string, number | undefined> }[] = [];
+
+  async savepoint(): Promise<void> {
+    const tx = this.#tx;
+    if (!tx) throw new FakeDbError('BROKEN', 'SAVEPOINT outside a transaction');
+    this.savepointCounts.taken += 1;
+    this.#savepoints.push({ tables: cloneTables(tx.tables), writes: new Map(tx.writes) });
+  }
+
+  async rollbackToSavepoint(): Promise<void> {
+    const tx = this.#tx;
+    const saved = this.#savepoints.pop();
+    if (!tx || !saved) throw new FakeDbError('BROKEN', 'no savepoint to roll back to');
+    this.savepointCounts.rolledBack += 1;
+    tx.tables = saved.tables;
+    tx.writes = saved.writes;
+  }
+
+  async releaseSavepoint(): Promise<void> {
+    if (!this.#tx || this.#savepoints.pop() === undefined) throw new FakeDbError('BROKEN', 'no savepoint to release');
+    this.savepointCounts.released += 1;
   }
 
   async insert(table: string, id: string, row: Record<string, unknown>): Promise<void> {
@@ -155,6 +181,18 @@ export const fakeAdapter: TransactionAdapter<FakeSession> = {
       throw error;
     }
     await session.commit();
+    return result;
+  },
+  async join(session, work) {
+    await session.savepoint();
+    let result: Awaited<ReturnType<typeof work>>;
+    try {
+      result = await work();
+    } catch (error) {
+      await session.rollbackToSavepoint();
+      throw error;
+    }
+    await session.releaseSavepoint();
     return result;
   },
   isConflict: (error) =>

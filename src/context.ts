@@ -53,6 +53,12 @@ export interface TransactionFrame {
    * rejected); the unit waits for the chain before it ends, so no nested call outlives it.
    */
   children?: Promise<void>;
+  /**
+   * The session holds the adapter took to run this unit (see `session-lock`). Released when the
+   * unit ends, before COMMIT: a call the unit started that runs later must wait for the
+   * session, never join what is open on it through a hold it inherited.
+   */
+  holds?: readonly SessionHold[];
 }
 
 interface AmbientState {

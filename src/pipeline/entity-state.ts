@@ -2,77 +2,118 @@
  * What an entity held before the first attempt of a call, deep enough to put it back exactly
  * before a retry: a method that does `wallet.balance += amount` or `order.items.push(item)` must
  * see the entity as the caller passed it on every attempt, or a retried call would apply its
- * change twice.
+ * change twice. Restoring works in place: every object reachable from the entity keeps its
+ * identity (the caller's references to `order.items` or `order.timestamp` stay valid) and gets its
+ * own content back.
  */
 export interface EntityState {
-  readonly fields: readonly (readonly [string, unknown])[];
+  readonly objects: ReadonlyMap<object, Content>;
 }
 
-/** Copies every own enumerable field of `entity`, recursively; see {@link restoreEntity}. */
-export function captureEntity(entity: Record<string, unknown>): EntityState {
-  const seen = new Map<object, unknown>();
-  return { fields: Object.keys(entity).map((key) => [key, copy(entity[key], seen)] as const) };
+type Content =
+  | { readonly kind: 'record'; readonly entries: readonly (readonly [string, unknown])[] }
+  | { readonly kind: 'array'; readonly items: readonly unknown[] }
+  | { readonly kind: 'date'; readonly time: number }
+  | { readonly kind: 'map'; readonly entries: readonly (readonly [unknown, unknown])[] }
+  | { readonly kind: 'set'; readonly items: readonly unknown[] }
+  | { readonly kind: 'bytes'; readonly bytes: Uint8Array }
+  | { readonly kind: 'opaque' };
+
+/** Records the content of `entity` and of every object reachable from it; see {@link restoreEntity}. */
+export function captureEntity(entity: object): EntityState {
+  const objects = new Map<object, Content>();
+  const pending: object[] = [entity];
+  for (let value = pending.pop(); value !== undefined; value = pending.pop()) {
+    if (objects.has(value)) continue;
+    const content = contentOf(value);
+    objects.set(value, content);
+    for (const child of children(content)) {
+      if (child !== null && typeof child === 'object' && !objects.has(child)) pending.push(child);
+    }
+  }
+  return { objects };
 }
 
-/**
- * Puts the captured fields back on `entity` (fresh copies, so the state can be restored again)
- * and removes fields added since: the entity is as it was before the first attempt.
- */
-export function restoreEntity(entity: Record<string, unknown>, state: EntityState): void {
-  const keep = new Set(state.fields.map(([key]) => key));
-  for (const key of Object.keys(entity)) if (!keep.has(key)) delete entity[key];
-  const seen = new Map<object, unknown>();
-  for (const [key, value] of state.fields) entity[key] = copy(value, seen);
+/** Gives every recorded object its recorded content back, fields added since removed. */
+export function restoreEntity(_entity: object, state: EntityState): void {
+  for (const [value, content] of state.objects) restore(value, content);
 }
 
-/**
- * A deep copy that keeps what each value is: prototypes (class instances stay instances of their
- * class), Dates, Maps, Sets, typed arrays and buffers, and shared or cyclic references. Functions
- * and other values without own data (a Symbol, a WeakMap) are kept as they are.
- */
-function copy(value: unknown, seen: Map<object, unknown>): unknown {
-  if (value === null || typeof value !== 'object') return value;
-  const done = seen.get(value);
-  if (done !== undefined) return done;
-  if (value instanceof Date) return remember(seen, value, new Date(value.getTime()));
-  if (value instanceof DataView) {
-    const bytes = value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength);
-    return remember(seen, value, new DataView(bytes));
+function contentOf(value: object): Content {
+  if (value instanceof Date) return { kind: 'date', time: value.getTime() };
+  if (Array.isArray(value)) return { kind: 'array', items: [...value] };
+  if (value instanceof Map) return { kind: 'map', entries: [...value] };
+  if (value instanceof Set) return { kind: 'set', items: [...value] };
+  if (ArrayBuffer.isView(value)) {
+    return { kind: 'bytes', bytes: new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice() };
   }
-  // A typed array or Buffer: %TypedArray%.prototype.slice copies (Buffer's own slice would share memory).
-  if (ArrayBuffer.isView(value)) return remember(seen, value, typedArraySlice.call(value));
-  if (value instanceof ArrayBuffer) return remember(seen, value, value.slice(0));
-  if (value instanceof Map) {
-    const out = remember(seen, value, new Map());
-    for (const [k, v] of value) out.set(copy(k, seen), copy(v, seen));
-    return out;
-  }
-  if (value instanceof Set) {
-    const out = remember(seen, value, new Set());
-    for (const item of value) out.add(copy(item, seen));
-    return out;
-  }
-  if (value instanceof WeakMap || value instanceof WeakSet || value instanceof Promise) return value;
-  if (Array.isArray(value)) {
-    const out = remember(seen, value, new Array<unknown>(value.length));
-    for (let i = 0; i < value.length; i++) out[i] = copy(value[i], seen);
-    return out;
-  }
-  const out = remember(seen, value, Object.create(Object.getPrototypeOf(value)) as Record<string, unknown>);
-  for (const key of Object.keys(value)) {
-    Object.defineProperty(out, key, {
-      value: copy((value as Record<string, unknown>)[key], seen),
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-  }
-  return out;
+  if (value instanceof ArrayBuffer) return { kind: 'bytes', bytes: new Uint8Array(value).slice() };
+  if (value instanceof WeakMap || value instanceof WeakSet || value instanceof Promise) return { kind: 'opaque' };
+  return { kind: 'record', entries: Object.keys(value).map((key) => [key, (value as Record<string, unknown>)[key]]) };
 }
 
-const typedArraySlice = (Object.getPrototypeOf(Uint8Array.prototype) as { slice: (this: unknown) => unknown }).slice;
+function* children(content: Content): Iterable<unknown> {
+  switch (content.kind) {
+    case 'record':
+      for (const [, item] of content.entries) yield item;
+      return;
+    case 'map':
+      for (const [key, item] of content.entries) {
+        yield key;
+        yield item;
+      }
+      return;
+    case 'array':
+    case 'set':
+      yield* content.items;
+      return;
+    default:
+      return;
+  }
+}
 
-function remember<T>(seen: Map<object, unknown>, from: object, to: T): T {
-  seen.set(from, to);
-  return to;
+function restore(value: object, content: Content): void {
+  switch (content.kind) {
+    case 'date':
+      (value as Date).setTime(content.time);
+      return;
+    case 'array': {
+      const array = value as unknown[];
+      array.length = content.items.length;
+      content.items.forEach((item, i) => {
+        array[i] = item;
+      });
+      return;
+    }
+    case 'map': {
+      const map = value as Map<unknown, unknown>;
+      map.clear();
+      for (const [key, item] of content.entries) map.set(key, item);
+      return;
+    }
+    case 'set': {
+      const set = value as Set<unknown>;
+      set.clear();
+      for (const item of content.items) set.add(item);
+      return;
+    }
+    case 'bytes': {
+      const view = ArrayBuffer.isView(value)
+        ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+        : new Uint8Array(value as ArrayBuffer);
+      view.set(content.bytes);
+      return;
+    }
+    case 'record': {
+      const record = value as Record<string, unknown>;
+      const keep = new Set(content.entries.map(([key]) => key));
+      for (const key of Object.keys(record)) if (!keep.has(key)) delete record[key];
+      for (const [key, item] of content.entries) {
+        if (record[key] !== item) record[key] = item;
+      }
+      return;
+    }
+    default:
+      return;
+  }
 }

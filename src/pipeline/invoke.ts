@@ -16,10 +16,10 @@ import type { TransactionAdapter } from '../transactions/adapter.js';
 import { isConnectionLost } from '../transactions/connection-lost.js';
 import { findAdapter } from '../transactions/registry.js';
 import { providedSession } from '../transactions/session-provider.js';
+import { captureEntity, type EntityState, restoreEntity } from './entity-state.js';
 import type { CallPlan } from './plan.js';
 import { planFor } from './plan.js';
 import { finishEntry, isUnchanged, readPrevious } from './previous.js';
-import { captureEntity, type EntityState, restoreEntity } from './entity-state.js';
 import type { MethodSpec } from './spec.js';
 import { type Stamp, stampEntity } from './stamp.js';
 import { anyCause, backoff, childFrame, endFrame, newFrame, propagation, undo } from './transaction.js';
@@ -90,11 +90,15 @@ function own(
   let frame: TransactionFrame | undefined;
   const progress = { workDone: false };
   let running: Promise<unknown>;
+  const heldBefore = ambient()?.held?.length ?? 0;
   try {
     // Not an async callback: attempt() marks the work done itself, one promise fewer per call.
     running = adapter.run(call.session, (opened?: unknown) => {
       const inside = opened === undefined || opened === call.session ? call : withSession(call, opened);
       frame = newFrame(inside.session, adapter);
+      // The holds the adapter took for this transaction end with the unit (see TransactionFrame.holds).
+      const held = ambient()?.held;
+      if (held !== undefined && held.length > heldBefore) frame.holds = held.slice(heldBefore);
       return attempt(inside, frame, adapter, progress);
     });
   } catch (error) {
@@ -249,11 +253,11 @@ async function attempt(
     try {
       previous = await readPrevious(plan, call.writer, call.entityType, idOf(plan, entity) ?? '', call.session);
     } catch (error) {
-      if (frame !== undefined) frame.closed = true;
+      if (frame !== undefined) void endFrame(frame);
       throw classify(error, call, undefined, adapter);
     }
     if (isUnchanged(plan, entity, previous)) {
-      if (frame !== undefined) frame.closed = true;
+      if (frame !== undefined) void endFrame(frame);
       if (progress) progress.workDone = true;
       return undefined;
     }

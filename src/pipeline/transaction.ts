@@ -40,7 +40,7 @@ export function childFrame(parent: TransactionFrame): TransactionFrame {
  */
 export function endFrame(frame: TransactionFrame): Promise<void> | undefined {
   if (frame.children === undefined) {
-    frame.closed = true;
+    close(frame);
     return undefined;
   }
   return settleChildren(frame);
@@ -51,7 +51,12 @@ async function settleChildren(frame: TransactionFrame): Promise<void> {
     await children;
     if (frame.children === children) break;
   }
+  close(frame);
+}
+
+function close(frame: TransactionFrame): void {
   frame.closed = true;
+  if (frame.holds !== undefined) for (const hold of frame.holds) hold.released = true;
 }
 
 /** Runs the undo actions of a rolled-back frame, newest first; one failing does not stop the rest. */

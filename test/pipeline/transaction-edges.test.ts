@@ -7,8 +7,8 @@ import {
   registerTransactionAdapter,
   type TransactionAdapter,
   TransactionRetriesExhaustedError,
-  Versioned,
   VersionConflictError,
+  Versioned,
 } from '../../src/index.js';
 import { SqliteHistoryStore } from '../../src/sqlite/index.js';
 import { FakeDbError, FakeHistoryWriter, type FakeSession, fakeAdapter, historyRows } from '../support/fake-db.js';
@@ -32,7 +32,10 @@ interface Wallet {
 function walletService(options: { retries?: number; maxSnapshotBytes?: number } = {}) {
   const history = new FakeHistoryWriter();
   @Versioned({ clock: tickingClock(), ...(options.retries === undefined ? {} : { retries: options.retries }) })
-  @HistoryTracked('history', options.maxSnapshotBytes === undefined ? {} : { maxSnapshotBytes: options.maxSnapshotBytes })
+  @HistoryTracked(
+    'history',
+    options.maxSnapshotBytes === undefined ? {} : { maxSnapshotBytes: options.maxSnapshotBytes },
+  )
   class WalletService {
     constructor(readonly history: FakeHistoryWriter) {}
     /** Set by a test: runs inside the method after its write. */
@@ -171,7 +174,12 @@ describe('a call that outlives the call that started it', () => {
 
     await outer.save({ id: 'outer', balance: 0, items: [] }, session);
 
-    expect(db.rows('wallets').map((row) => row.id).sort()).toEqual(['late-inner', 'outer']);
+    expect(
+      db
+        .rows('wallets')
+        .map((row) => row.id)
+        .sort(),
+    ).toEqual(['late-inner', 'outer']);
     expect(session).toMatchObject({ begins: 1, commits: 1 });
     expect(new Set(historyRows(db).map((entry) => entry.txId)).size).toBe(1);
     await pending;
@@ -191,7 +199,12 @@ describe('a call that outlives the call that started it', () => {
     await outer.save({ id: 'outer', balance: 0, items: [] }, session);
     await late;
 
-    expect(db.rows('wallets').map((row) => row.id).sort()).toEqual(['outer', 'timer']);
+    expect(
+      db
+        .rows('wallets')
+        .map((row) => row.id)
+        .sort(),
+    ).toEqual(['outer', 'timer']);
     expect(session).toMatchObject({ begins: 2, commits: 2, rollbacks: 0 });
     const txIds = historyRows(db).map((entry) => entry.txId);
     expect(new Set(txIds).size).toBe(2);

@@ -1,10 +1,8 @@
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as copyA from '../../src/index.js';
 import { SqliteHistoryStore } from '../../src/sqlite/index.js';
+import { loadLibraryCopy } from '../support/library-copy.js';
 
 /**
  * Two copies of the library in one process (the ESM and the CommonJS build, which a NestJS app
@@ -14,16 +12,14 @@ import { SqliteHistoryStore } from '../../src/sqlite/index.js';
  */
 type Library = typeof copyA;
 let copyB: Library;
-let dir: string;
+let dispose: () => void;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'event-history-copy-'));
-  cpSync(resolve(__dirname, '../../src'), join(dir, 'src'), { recursive: true });
-  copyB = (await import(/* @vite-ignore */ join(dir, 'src/index.ts'))) as Library;
+  ({ library: copyB, dispose } = await loadLibraryCopy());
   expect(copyB.VersionConflictError).not.toBe(copyA.VersionConflictError);
 });
 
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => dispose());
 
 interface Account {
   id: string;

@@ -1,11 +1,9 @@
-import {
-  expectedVersion,
-  type HistoryEntry,
-  HistoryTracked,
-  type HistoryWriter,
-  Versioned,
-} from '../../../src/index.js';
+import type { HistoryEntry, HistoryWriter } from '../../../src/index.js';
+import * as library from '../../../src/index.js';
 import type { Account, Target } from './targets.js';
+
+/** The library's exports, from this module graph or from a copy of it. */
+export type Library = typeof library;
 
 /** The moments of a call at which a fault can be injected, in the order a call reaches them. */
 export type FaultPoint = 'beforeMethod' | 'afterEntityWrite' | 'historyBeforeInsert' | 'historyAfterInsert';
@@ -45,8 +43,15 @@ export class InjectedFault extends Error {
  */
 export function accountServices<S>(
   target: Target<S>,
-  options: { redact?: readonly string[] /** false: the update forgets its version guard. */; guarded?: boolean } = {},
+  options: {
+    redact?: readonly string[];
+    /** false: the update forgets its version guard. */
+    guarded?: boolean;
+    /** The copy of the library whose decorators the services use (another module graph of `src`). */
+    library?: Library;
+  } = {},
 ) {
+  const { expectedVersion, HistoryTracked, Versioned } = options.library ?? library;
   const guard = (account: Account): number | undefined =>
     options.guarded === false ? undefined : expectedVersion(account);
   const faults = new Faults<S>();
@@ -89,6 +94,22 @@ export function accountServices<S>(
 
   const accounts = new AccountService(history);
 
+  /** A method that changes the entity itself, as real services do (`wallet.balance += amount`). */
+  class DepositService {
+    constructor(readonly history: HistoryWriter<S>) {}
+
+    @Versioned({ op: 'update' })
+    @HistoryTracked('history', { entityType: 'Account', op: 'update', redact: options.redact ?? ['secret'] })
+    async deposit(account: Account, session: S, amount: number): Promise<unknown> {
+      account.balance += amount;
+      account.note = `deposit ${amount}`;
+      await faults.reach('beforeMethod', session);
+      const result = await target.update(session, account, guard(account));
+      await faults.reach('afterEntityWrite', session);
+      return result;
+    }
+  }
+
   /** Moves money: updates `from` and, through the decorated service (a nested call), `to`. */
   class TransferService {
     constructor(readonly history: HistoryWriter<S>) {}
@@ -104,5 +125,5 @@ export function accountServices<S>(
     }
   }
 
-  return { faults, history, accounts, transfers: new TransferService(history) };
+  return { faults, history, accounts, transfers: new TransferService(history), deposits: new DepositService(history) };
 }

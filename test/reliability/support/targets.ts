@@ -83,6 +83,12 @@ export interface Target<S = unknown> {
   poolHealthy(every?: boolean): Promise<boolean>;
   /** Whether this session works and is outside any transaction (nothing left open by a failed call). */
   sessionIdle(session: S): Promise<boolean>;
+  /** Runs a statement of the caller's own on the session (BEGIN, COMMIT, ROLLBACK). */
+  exec(session: S, sql: string): Promise<void>;
+  /** Runs a statement that fails (a table that does not exist), as a method that catches the error does. */
+  failingStatement(session: S): Promise<void>;
+  /** An error shaped as this database's driver reports a failure worth retrying (serialization, deadlock, busy). */
+  transientError(): Error;
   close(): Promise<void>;
 }
 
@@ -229,6 +235,14 @@ export async function openPostgres(options: PostgresOptions = {}): Promise<Targe
       const pid = (client as unknown as { processID: number }).processID;
       await reader.query('SELECT pg_terminate_backend($1)', [pid]);
     },
+    async exec(client, sql) {
+      await client.query(sql);
+    },
+    async failingStatement(client) {
+      await client.query('SELECT * FROM event_history_no_such_table');
+    },
+    transientError: () =>
+      Object.assign(new Error('could not serialize access due to concurrent update'), { code: '40001' }),
     async sessionIdle(client) {
       const { rows } = await client.query('SELECT 1 AS one');
       return rows[0].one === 1 && client.getTransactionStatus() === 'I';
@@ -370,6 +384,18 @@ export async function openMariadb(options: PostgresOptions = {}): Promise<Target
     async kill(connection) {
       await reader.query(`KILL CONNECTION ${Number(connection.threadId)}`);
     },
+    async exec(connection, sql) {
+      await connection.query(sql);
+    },
+    async failingStatement(connection) {
+      await connection.query('SELECT * FROM event_history_no_such_table');
+    },
+    transientError: () =>
+      Object.assign(new Error('Deadlock found when trying to get lock; try restarting transaction'), {
+        errno: 1213,
+        sqlState: '40001',
+        code: 'ER_LOCK_DEADLOCK',
+      }),
     async sessionIdle(connection) {
       const rows = (await connection.query('SELECT @@in_transaction AS t')) as { t: unknown }[];
       return Number(rows[0]?.t) === 0 && ((connection.info?.status ?? 0) & 1) === 0;
@@ -509,6 +535,13 @@ export async function openSqlite(
     async sessionIdle(db) {
       return (db.prepare('SELECT 1 AS one').get() as { one: number }).one === 1 && !db.inTransaction;
     },
+    async exec(db, sql) {
+      db.exec(sql);
+    },
+    async failingStatement(db) {
+      db.prepare('SELECT * FROM event_history_no_such_table').all();
+    },
+    transientError: () => Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' }),
     async poolHealthy() {
       const db = new Database(path, { timeout: 5000 });
       try {

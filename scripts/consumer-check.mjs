@@ -89,3 +89,75 @@ for (const [name, project] of Object.entries(projects)) {
   }
   console.log(`quick start, ${name} decorators (${project.packageType}): ${output}`);
 }
+
+// Both builds in one process, as a NestJS app compiled to CommonJS next to an ESM tool loads them:
+// they must share one state (locks, stamps, context) and one error identity.
+{
+  const dir = join(work, 'dual');
+  mkdirSync(join(dir, 'node_modules'), { recursive: true });
+  symlinkSync(root, join(dir, 'node_modules', 'event-history'));
+  for (const dep of ['better-sqlite3', 'bindings', 'file-uri-to-path']) {
+    symlinkSync(join(root, 'node_modules', dep), join(dir, 'node_modules', dep));
+  }
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer-dual', type: 'module' }));
+  writeFileSync(
+    join(dir, 'dual.mjs'),
+    `
+import { createRequire } from 'node:module';
+import Database from 'better-sqlite3';
+import * as esm from 'event-history';
+import { SqliteHistoryStore } from 'event-history/sqlite';
+const cjs = createRequire(import.meta.url)('event-history');
+if (cjs.Versioned === esm.Versioned) throw new Error('expected two copies of the library');
+
+function service(library, store) {
+  class Accounts {
+    constructor(history) { this.history = history; }
+    async save(account, db) {
+      db.prepare('INSERT INTO accounts VALUES (?, ?)').run(account.id, account.version);
+      await this.during?.();
+    }
+    async update(account, db) {
+      return db.prepare('UPDATE accounts SET version = ? WHERE id = ? AND version = ?')
+        .run(account.version, account.id, library.expectedVersion(account));
+    }
+  }
+  library.HistoryTracked('history')(Accounts);
+  library.Versioned()(Accounts);
+  return new Accounts(store);
+}
+
+const db = new Database(':memory:');
+db.exec('CREATE TABLE accounts (id TEXT PRIMARY KEY, version INTEGER)');
+const store = new SqliteHistoryStore(db);
+await store.ensureSchema();
+const fromCjs = service(cjs, store);
+const fromEsm = service(esm, store);
+
+// A CommonJS call holds the connection and then fails; the ESM call waits for it, and is kept.
+let release;
+fromCjs.during = () => new Promise((_, reject) => { release = () => reject(new Error('fails')); });
+const first = fromCjs.save({ id: 'a' }, db).catch((e) => e.message);
+await new Promise((r) => setTimeout(r, 10));
+const second = fromEsm.save({ id: 'b' }, db);
+await new Promise((r) => setTimeout(r, 10));
+release();
+fromCjs.during = undefined;
+const results = [await first, await second.then(() => 'ok')];
+const ids = db.prepare('SELECT id FROM accounts').all().map((row) => row.id);
+
+// A conflict from the CommonJS copy is an instance of the ESM copy's class.
+const account = { id: 'c' };
+await fromCjs.save(account, db);
+const stale = { ...account };
+await fromEsm.update(account, db);
+let conflict = false;
+try { await fromCjs.update(stale, db); } catch (e) { conflict = e instanceof esm.VersionConflictError && e instanceof esm.EventHistoryError; }
+console.log(JSON.stringify({ results, ids, conflict }));
+`,
+  );
+  const output = execFileSync(process.execPath, [join(dir, 'dual.mjs')], { encoding: 'utf8' }).trim();
+  const expectedDual = JSON.stringify({ results: ['fails', 'ok'], ids: ['b'], conflict: true });
+  if (output !== expectedDual) throw new Error(`the ESM and CJS builds together printed ${output}, expected ${expectedDual}`);
+  console.log(`ESM and CommonJS builds in one process: ${output}`);
+}

@@ -161,3 +161,91 @@ console.log(JSON.stringify({ results, ids, conflict }));
   if (output !== expectedDual) throw new Error(`the ESM and CJS builds together printed ${output}, expected ${expectedDual}`);
   console.log(`ESM and CommonJS builds in one process: ${output}`);
 }
+
+// A NestJS project's default test set-up: Jest with ts-jest, CommonJS, experimentalDecorators,
+// against the built package. `jest.isolateModules` loads a second copy of the package in the same
+// test, as two copies of a dependency tree do: they must share one state and one error identity.
+{
+  const dir = join(work, 'jest');
+  mkdirSync(join(dir, 'node_modules', '@types'), { recursive: true });
+  symlinkSync(root, join(dir, 'node_modules', 'event-history'));
+  for (const dep of ['reflect-metadata', 'better-sqlite3', 'bindings', 'file-uri-to-path', 'ts-jest', 'jest']) {
+    symlinkSync(join(root, 'node_modules', dep), join(dir, 'node_modules', dep));
+  }
+  for (const types of ['node', 'jest', 'better-sqlite3']) {
+    symlinkSync(join(root, 'node_modules', '@types', types), join(dir, 'node_modules', '@types', types));
+  }
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer-jest', private: true }));
+  writeFileSync(
+    join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        module: 'commonjs',
+        target: 'ES2021',
+        experimentalDecorators: true,
+        emitDecoratorMetadata: true,
+        strict: true,
+        esModuleInterop: true,
+        skipLibCheck: true,
+        types: ['node', 'jest'],
+      },
+    }),
+  );
+  writeFileSync(
+    join(dir, 'jest.config.js'),
+    `module.exports = { rootDir: __dirname, testEnvironment: 'node', testRegex: '.*\\\\.spec\\\\.ts$', transform: { '^.+\\\\.(t|j)s$': 'ts-jest' }, moduleFileExtensions: ['js', 'json', 'ts'] };`,
+  );
+  writeFileSync(
+    join(dir, 'orders.service.spec.ts'),
+    `
+import 'reflect-metadata';
+import Database from 'better-sqlite3';
+import { expectedVersion, HistoryTracked, Versioned, VersionConflictError } from 'event-history';
+import { SqliteHistoryStore } from 'event-history/sqlite';
+
+interface Order { id: string; total: number; version?: number; timestamp?: Date }
+
+@Versioned()
+@HistoryTracked('history')
+class OrdersService {
+  constructor(readonly history: SqliteHistoryStore) {}
+  async save(order: Order, db: Database.Database) {
+    db.prepare('INSERT INTO orders VALUES (?, ?, ?)').run(order.id, order.total, order.version);
+  }
+  async update(order: Order, db: Database.Database) {
+    return db.prepare('UPDATE orders SET total = ?, version = ? WHERE id = ? AND version = ?')
+      .run(order.total, order.version, order.id, expectedVersion(order));
+  }
+}
+
+describe('OrdersService under Jest and ts-jest (CommonJS)', () => {
+  it('versions, records history and reports a stale update as a conflict, across copies of the package', async () => {
+    let copy: typeof import('event-history') | undefined;
+    jest.isolateModules(() => {
+      copy = require('event-history');
+    });
+    expect(copy!.VersionConflictError).not.toBe(VersionConflictError);
+    const db = new Database(':memory:');
+    db.exec('CREATE TABLE orders (id TEXT PRIMARY KEY, total INTEGER, version INTEGER)');
+    const history = new SqliteHistoryStore(db);
+    await history.ensureSchema();
+    const orders = new OrdersService(history);
+    const order: Order = { id: 'o1', total: 10 };
+    await orders.save(order, db);
+    const stale = { ...order };
+    order.total = 20;
+    await orders.update(order, db);
+    const error = await orders.update(stale, db).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(VersionConflictError);
+    expect(error).toBeInstanceOf(copy!.VersionConflictError);
+    expect((await history.list('Orders', 'o1')).map((e) => e.version)).toEqual([1, 2]);
+  });
+});
+`,
+  );
+  execFileSync(process.execPath, [join(root, 'node_modules', 'jest', 'bin', 'jest.js'), '--ci', '--rootDir', dir, '-c', join(dir, 'jest.config.js')], {
+    cwd: dir,
+    stdio: 'inherit',
+  });
+  console.log('Jest with ts-jest (CommonJS, experimentalDecorators): passed');
+}

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import pg from 'pg';
+import { joinedComparisons } from './joined.js';
 import { type PostgresComparison, postgresComparisons } from './postgres.js';
 import { inProcessComparison, memoryGrowth, snapshotCosts } from './process.js';
 import { readComparisons } from './reads.js';
@@ -11,7 +12,7 @@ import { formatSpread, medianOf, type PairResult, us } from './stats.js';
 // runs each one with a few iterations and tiny data, so CI keeps it working without asserting on
 // time, and leaves BENCHMARKS.md alone.
 const smoke = process.argv.includes('--smoke');
-// `--only=postgres,reads` runs some comparisons (in-process, postgres, sqlite, reads, snapshot, memory) and writes nothing.
+// `--only=postgres,reads` runs some comparisons (in-process, postgres, joined, sqlite, reads, snapshot, memory) and writes nothing.
 const only = process.argv
   .find((arg) => arg.startsWith('--only='))
   ?.slice('--only='.length)
@@ -158,6 +159,32 @@ async function main(): Promise<void> {
     }
   }
 
+  if (wanted('joined')) {
+    section('Joined calls: what the savepoint that makes them atomic costs');
+    const mysqlUrl = process.env.MYSQL_URL;
+    if (!url && !mysqlUrl) say('Skipped: neither DATABASE_URL nor MYSQL_URL is set.');
+    if (!mysqlUrl && requireDatabases) throw new Error('REQUIRE_DATABASES=1 but MYSQL_URL is not set.');
+    const joined = await joinedComparisons(url, mysqlUrl, smoke ? 2 : 15, smoke ? 4 : 200);
+    say(
+      'The caller begins a transaction, makes one decorated guarded update and commits, on a connection of its own; ' +
+        'timed from BEGIN to COMMIT. The decorated call joins that transaction in a savepoint, so a failure leaves ' +
+        'nothing of it behind (PostgreSQL: `SAVEPOINT`, and `RELEASE` travels with the history INSERT; MariaDB: ' +
+        '`SAVEPOINT`, released by the COMMIT). "Without savepoint" is the same call through the same adapter with ' +
+        '`join` removed, which is how a joined call ran before (and kept its writes when it failed); "by hand" is the ' +
+        "same UPDATE and history INSERT written in the caller's transaction. Concurrency 1, both sides interleaved call " +
+        'by call.',
+    );
+    for (const c of joined) {
+      say();
+      say(`### ${c.database}: joined decorated call vs ${c.other}`);
+      say();
+      pairTable('joined, savepoint', c.other, c.result);
+      headlines.push(
+        `| ${c.database}: joined call in a savepoint vs ${c.other}, p50 | ${formatSpread(c.result.p50Ratio)} |`,
+      );
+    }
+  }
+
   if (wanted('sqlite')) {
     section('SQLite (better-sqlite3, WAL file): decorated guarded update vs hand-written SQL');
     const result = await sqliteComparison(smoke ? 2 : 9, smoke ? 20 : 4000);
@@ -296,7 +323,7 @@ async function main(): Promise<void> {
   say('npm run bench                 # every comparison; writes BENCHMARKS.md (a few minutes)');
   say('npm run bench -- --smoke      # a few iterations of each, tiny data; what CI runs; writes nothing');
   say(
-    'npm run bench -- --only=postgres,reads   # some comparisons only (in-process, postgres, sqlite, reads, snapshot, memory); writes nothing',
+    'npm run bench -- --only=postgres,reads   # some comparisons only (in-process, postgres, joined, sqlite, reads, snapshot, memory); writes nothing',
   );
   say(
     'node .tmp/bench/bench/profile-postgres.js [calls]       # after a run: wall and Node CPU per call, PostgreSQL pair',

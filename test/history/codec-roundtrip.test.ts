@@ -8,7 +8,19 @@ import { exactlyEqual } from './exact.js';
 const key = fc.oneof(
   fc.string({ maxLength: 6 }),
   fc.string({ unit: 'binary', maxLength: 4 }),
-  fc.constantFrom('$date', '$num', '$str', '$entries', '$escape', '$x', '__proto__', 'constructor', 'a.b', '\ud800', '\u0000'),
+  fc.constantFrom(
+    '$date',
+    '$num',
+    '$str',
+    '$entries',
+    '$escape',
+    '$x',
+    '__proto__',
+    'constructor',
+    'a.b',
+    '\ud800',
+    '\u0000',
+  ),
 );
 
 const leaf = fc.oneof(
@@ -50,7 +62,9 @@ describe('the snapshot codec', () => {
         const snapshot = takeSnapshot(own(fields));
         const text = encodeJson(snapshot);
         // The text is plain, well-formed JSON without NUL or lone-surrogate escapes (PostgreSQL's jsonb takes it).
-        expect(text).not.toMatch(/\\u0000|\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}/i);
+        expect(text).not.toMatch(
+          /\\u0000|\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}/i,
+        );
         expect(exactlyEqual(decodeJson(text), snapshot)).toBeUndefined();
         expect(exactlyEqual(decodeJson(JSON.parse(text)), snapshot)).toBeUndefined();
       }),
@@ -59,10 +73,9 @@ describe('the snapshot codec', () => {
   });
 
   it('still reads rows written before: { "$date": iso } is a Date, other $-objects are themselves', () => {
-    const old = decodeJson('{"at":{"$date":"2020-01-02T03:04:05.678Z"},"odd":{"$foo":1},"n":{"$num":"nope"}}') as Record<
-      string,
-      unknown
-    >;
+    const old = decodeJson(
+      '{"at":{"$date":"2020-01-02T03:04:05.678Z"},"odd":{"$foo":1},"n":{"$num":"nope"}}',
+    ) as Record<string, unknown>;
     expect(old.at).toEqual(new Date('2020-01-02T03:04:05.678Z'));
     expect(old.odd).toEqual({ $foo: 1 });
     expect(old.n).toEqual({ $num: 'nope' });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { HistoryTracked, MemoryHistoryStore, takeSnapshot, upcastReader, Versioned } from '../../src/index.js';
 import { canonicalJson } from '../../src/history/chain.js';
 import { sameValue } from '../../src/history/diff.js';
+import { HistoryTracked, MemoryHistoryStore, takeSnapshot, upcastReader, Versioned } from '../../src/index.js';
 import { tickingClock } from '../support/orders.js';
 
 class Basket {
@@ -83,7 +83,12 @@ describe('upcastReader looks upcasters up among own properties only', () => {
 describe('snapshot keys are own keys', () => {
   it('copies an own __proto__ key as a field, and ignore/redact paths never reach Object.prototype', () => {
     const entity = { a: 1 };
-    Object.defineProperty(entity, '__proto__', { value: { b: 2 }, enumerable: true, configurable: true, writable: true });
+    Object.defineProperty(entity, '__proto__', {
+      value: { b: 2 },
+      enumerable: true,
+      configurable: true,
+      writable: true,
+    });
     const copy = takeSnapshot(entity, ['__proto__.b', 'constructor.name', 'toString'], ['valueOf', 'hasOwnProperty']);
     expect(Object.keys(copy)).toEqual(['a', '__proto__']);
     expect(Object.getPrototypeOf(copy)).toBe(Object.prototype);

@@ -52,7 +52,8 @@ export function exactlyEqual(actual: unknown, expected: unknown, path = '(root)'
   }
   const keys = Object.keys(expected).sort();
   const got = Object.keys(actual).sort();
-  if (JSON.stringify(keys) !== JSON.stringify(got)) return `${path}: keys ${JSON.stringify(got)} are not ${JSON.stringify(keys)}`;
+  if (JSON.stringify(keys) !== JSON.stringify(got))
+    return `${path}: keys ${JSON.stringify(got)} are not ${JSON.stringify(keys)}`;
   for (const key of keys) {
     const inner = exactlyEqual(
       (actual as Record<string, unknown>)[key],

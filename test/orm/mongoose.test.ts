@@ -1,8 +1,8 @@
 import mongoose, { type ClientSession, type Connection, type Model } from 'mongoose';
 import { describe, expect, it } from 'vitest';
 import { expectedVersion, HistoryTracked, takeSnapshot, Versioned } from '../../src/index.js';
-import { entityTypeName, snapshotSource } from '../../src/pipeline/entity-kind.js';
 import { MongoHistoryStore } from '../../src/mongodb/index.js';
+import { entityTypeName, snapshotSource } from '../../src/pipeline/entity-kind.js';
 import { findAdapter } from '../../src/transactions/registry.js';
 import { Order, orderId, runBehaviourSuite } from '../integration/behaviour.js';
 import type { DatabaseFixture, HistoryTamper, OrderRow } from '../integration/fixture.js';
@@ -236,7 +236,10 @@ describe('Mongoose documents as entities', () => {
       @HistoryTracked('history')
       class DocumentService {
         constructor(readonly history: MongoHistoryStore) {}
-        async save(doc: mongoose.Document, session: ClientSession): Promise<unknown> {
+        async save(
+          doc: { save(options: { session: ClientSession }): Promise<unknown> },
+          session: ClientSession,
+        ): Promise<unknown> {
           return doc.save({ session });
         }
       }
@@ -251,7 +254,13 @@ describe('Mongoose documents as entities', () => {
       const invoice = await fixture.store.list('Invoice', 'same');
       const receipt = await fixture.store.list('Receipt', 'same');
       expect(await fixture.store.list('model', 'same')).toEqual([]);
-      expect(invoice[0]?.snapshot).toEqual({ _id: 'same', total: 1, tags: ['x'], version: 1, timestamp: expect.any(Date) });
+      expect(invoice[0]?.snapshot).toEqual({
+        _id: 'same',
+        total: 1,
+        tags: ['x'],
+        version: 1,
+        timestamp: expect.any(Date),
+      });
       expect(receipt.map((entry) => entry.snapshot)).toEqual([
         { _id: 'same', total: 2, tags: [], version: 1, timestamp: expect.any(Date) },
       ]);

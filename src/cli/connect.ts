@@ -57,14 +57,17 @@ export async function openStore(url: string, table: string | undefined): Promise
   switch (scheme) {
     case 'postgres':
     case 'postgresql':
+      parsedUrl(url);
       return openPostgres(url, name);
     case 'mysql':
     case 'mariadb':
+      parsedUrl(url);
       return openMysql(url.replace(/^mariadb:/i, 'mysql:'), name);
     case 'sqlite':
       return openSqlite(url, name);
     case 'mongodb':
     case 'mongodb+srv':
+      parsedUrl(url);
       return openMongo(url, name);
     default:
       throw new CliError(
@@ -75,22 +78,122 @@ export async function openStore(url: string, table: string | undefined): Promise
   }
 }
 
+/** Query parameters whose value is a credential. */
+const SECRET_PARAM = /^(?:password|pass|pwd)$/i;
+/** A credential query parameter in raw text, its value up to the next separator. */
+const RAW_SECRET_PARAM = /([?&;](?:password|pass|pwd)=)[^&#;\s]*/gi;
+const MASK = '***';
+
 /**
- * The URL as it may be printed: without a password.
+ * The URL as it may be printed: its userinfo password and its `password`, `pass` and `pwd` query
+ * parameters (any case) replaced by `***`. Text that is not a URL is masked the same way as
+ * text: those parameters, and everything between the first `:` after `://` and the last `@`.
  *
  * ```ts
- * redact('postgres://app:secret@db/shop'); // 'postgres://app:***@db/shop'
+ * redact('postgres://app:secret@db/shop?pwd=x'); // 'postgres://app:***@db/shop?pwd=***'
  * ```
  */
 export function redact(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return redactText(url);
+  }
+  let changed = false;
+  if (parsed.password !== '') {
+    parsed.password = MASK;
+    changed = true;
+  }
+  for (const key of new Set(parsed.searchParams.keys())) {
+    if (SECRET_PARAM.test(key)) {
+      parsed.searchParams.set(key, MASK);
+      changed = true;
+    }
+  }
+  // A URL the WHATWG parser reads differently from a driver could still hold secrets as text.
+  return redactText(changed ? parsed.toString() : url);
+}
+
+function redactText(text: string): string {
+  let out = text.replace(RAW_SECRET_PARAM, `$1${MASK}`);
+  const start = out.indexOf('://');
+  if (start >= 0) {
+    const at = out.lastIndexOf('@');
+    const colon = out.indexOf(':', start + 3);
+    if (at > start && colon >= 0 && colon < at && out.slice(colon + 1, at) !== MASK) {
+      out = `${out.slice(0, colon + 1)}${MASK}${out.slice(at)}`;
+    }
+  }
+  return out;
+}
+
+/**
+ * The credentials a URL carries, as they may appear in a driver's message: the userinfo password
+ * and the credential query parameters, both as written and decoded.
+ */
+function secretsOf(url: string): string[] {
+  const found = new Set<string>();
+  const add = (raw: string) => {
+    found.add(raw);
+    try {
+      found.add(decodeURIComponent(raw.replace(/\+/g, ' ')));
+    } catch {
+      // not percent-encoded text: the raw form is enough
+    }
+  };
+  for (const match of url.matchAll(RAW_SECRET_PARAM))
+    add(url.slice((match.index ?? 0) + (match[1] as string).length, (match.index ?? 0) + match[0].length));
+  const start = url.indexOf('://');
+  if (start >= 0) {
+    const at = url.lastIndexOf('@');
+    const colon = url.indexOf(':', start + 3);
+    if (at > start && colon >= 0 && colon < at) add(url.slice(colon + 1, at));
+  }
   try {
     const parsed = new URL(url);
-    if (parsed.password === '') return url;
-    parsed.password = '***';
-    return parsed.toString();
+    if (parsed.password !== '') add(parsed.password);
+    for (const [key, value] of parsed.searchParams) if (SECRET_PARAM.test(key)) found.add(value);
   } catch {
-    return url;
+    // the text forms above are all there is
   }
+  found.delete('');
+  found.delete(MASK);
+  return [...found].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * `text` (a message about `url`) with the URL redacted and every credential it carries masked
+ * wherever it appears, in case a driver's message repeats it.
+ *
+ * ```ts
+ * redactMessage('bad password secret', 'postgres://app:secret@db/shop'); // 'bad password ***'
+ * ```
+ */
+export function redactMessage(text: string, url: string): string {
+  let out = text.split(url).join(redact(url));
+  for (const secret of secretsOf(url)) out = out.split(secret).join(MASK);
+  return out;
+}
+
+/** A URL neither we nor the driver can read: a usage error (exit 2), its text redacted. */
+function badUrl(url: string, error: unknown): CliError {
+  return new CliError(
+    2,
+    `cannot read the URL ${JSON.stringify(redact(url))}: ${redactMessage(message(error), url)}. ` +
+      'Check its syntax (percent-encode special characters in the user name and password, as %40 for @).',
+  );
+}
+
+/** Whether `url` parses as a URL with a host; a `CliError` (exit 2) otherwise. */
+function parsedUrl(url: string): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (error) {
+    throw badUrl(url, error);
+  }
+  if (parsed.host === '' && !/^mongodb\+srv:/i.test(url)) throw badUrl(url, new Error('it names no host'));
 }
 
 async function load<M>(driver: string, url: string, loader: () => Promise<M>): Promise<M> {
@@ -106,7 +209,13 @@ async function load<M>(driver: string, url: string, loader: () => Promise<M>): P
 }
 
 function unreachable(url: string, error: unknown): CliError {
-  return new CliError(3, `cannot connect to ${redact(url)}: ${message(error)}`);
+  return new CliError(3, `cannot connect to ${redact(url)}: ${redactMessage(message(error), url)}`);
+}
+
+/** A driver's refusal of the URL itself (not of the connection): Node's URL error, MongoDB's parse error. */
+function isUrlError(error: unknown): boolean {
+  const { code, name } = (error ?? {}) as { code?: unknown; name?: unknown };
+  return code === 'ERR_INVALID_URL' || name === 'MongoParseError' || error instanceof URIError;
 }
 
 function missingTable(what: string, name: string, where: string): CliError {
@@ -149,7 +258,12 @@ async function openPostgres(url: string, table: string): Promise<CliStore> {
     const module = (await import('pg')) as unknown as PgModule & { default?: PgModule };
     return module.default ?? module;
   });
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  let client: PgClient;
+  try {
+    client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  } catch (error) {
+    throw badUrl(url, error);
+  }
   client.on('error', () => {});
   try {
     await client.connect();
@@ -188,7 +302,7 @@ async function openMysql(url: string, table: string): Promise<CliStore> {
   try {
     connection = await mysql.createConnection({ uri: url, connectTimeout: 5_000 });
   } catch (error) {
-    throw unreachable(url, error);
+    throw isUrlError(error) ? badUrl(url, error) : unreachable(url, error);
   }
   connection.on('error', () => {});
   const close = () => connection.end();
@@ -254,12 +368,17 @@ interface MongoClientLike {
 
 async function openMongo(url: string, collection: string): Promise<CliStore> {
   const mongodb = await load('mongodb', url, async () => (await import('mongodb')) as unknown as MongoModule);
-  const client = new mongodb.MongoClient(url, { serverSelectionTimeoutMS: 5_000 });
+  let client: MongoClientLike;
+  try {
+    client = new mongodb.MongoClient(url, { serverSelectionTimeoutMS: 5_000 });
+  } catch (error) {
+    throw badUrl(url, error);
+  }
   try {
     await client.connect();
   } catch (error) {
     await client.close().catch(() => {});
-    throw unreachable(url, error);
+    throw isUrlError(error) ? badUrl(url, error) : unreachable(url, error);
   }
   const close = () => client.close();
   const db = client.db();

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { verifyHistory } from '../history/chain.js';
 import { diff } from '../history/diff.js';
 import type { Difference, HistoryEntry } from '../history/entry.js';
-import { CliError, type CliStore, openStore } from './connect.js';
+import { CliError, type CliStore, openStore, redactMessage } from './connect.js';
 import { colourWanted, formatChanges, formatHeader, jsonEntry, painter } from './format.js';
 
 /**
@@ -49,6 +49,7 @@ const PAGE_SIZE = 100;
  */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   let store: CliStore | undefined;
+  let url: string | undefined;
   try {
     const { values, positionals } = parse(argv);
     if (values.help) {
@@ -72,7 +73,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           : `${command} takes <entityType> <id> only; got ${positionals.length - 1} arguments.`,
       );
     }
-    const url = values.url ?? io.env.EVENT_HISTORY_URL;
+    url = values.url ?? io.env.EVENT_HISTORY_URL;
     if (url === undefined || url === '') {
       throw new CliError(2, 'no database given: pass --url <url> (or set EVENT_HISTORY_URL).');
     }
@@ -91,7 +92,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
   } catch (error) {
     const code = error instanceof CliError ? error.exitCode : 1;
-    const text = error instanceof Error ? error.message : String(error);
+    let text = error instanceof Error ? error.message : String(error);
+    // Whatever failed, and whoever wrote the message (a driver, a query), no credential is printed.
+    if (url !== undefined && url !== '') text = redactMessage(text, url);
     io.stderr.write(`event-history: ${text}\n`);
     return code;
   } finally {

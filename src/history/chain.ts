@@ -3,8 +3,12 @@ import type { HistoryEntry, HistoryReader } from './entry.js';
 
 /**
  * The text an entry's hash is computed over: JSON with object keys sorted, Dates as
- * `{ "$date": "<ISO>" }`, `undefined` fields left out, and the entry's own `hash` excluded (its
- * `prevHash` included). Equal content gives equal text whatever order a database returns keys in.
+ * `{ "$date": "<ISO>" }` (`"Invalid Date"` for an invalid one), `undefined` fields left out, and
+ * the entry's own `hash` excluded (its `prevHash` included). Equal content gives equal text
+ * whatever order a database returns keys in. An object whose only key is `$date` or `$escape` is
+ * written as `{ "$escape": <it> }`, so that it cannot pass for a Date; `__proto__` is hashed as
+ * the ordinary key it is. Lone surrogates are kept as JSON escapes (`\ud800`), so the text is
+ * ASCII there and hashes as itself. As in JSON, `NaN` and `±Infinity` hash as `null` and `-0` as `0`.
  *
  * ```ts
  * canonicalJson({ b: 1, a: new Date(0) }); // '{"a":{"$date":"1970-01-01T00:00:00.000Z"},"b":1}'
@@ -15,14 +19,21 @@ export function canonicalJson(value: unknown): string {
 }
 
 function canonical(value: unknown): unknown {
-  if (value instanceof Date) return { $date: value.toISOString() };
+  if (value instanceof Date) {
+    return { $date: Number.isNaN(value.getTime()) ? 'Invalid Date' : value.toISOString() };
+  }
   if (Array.isArray(value)) return value.map((item) => (item === undefined ? null : canonical(item)));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) {
-      const item = (value as Record<string, unknown>)[key];
-      if (item !== undefined) out[key] = canonical(item);
+    const keys = Object.keys(value)
+      .filter((key) => (value as Record<string, unknown>)[key] !== undefined)
+      .sort();
+    for (const key of keys) {
+      // defineProperty: an assignment to `__proto__` would set the prototype and drop the field.
+      const item = canonical((value as Record<string, unknown>)[key]);
+      Object.defineProperty(out, key, { value: item, writable: true, enumerable: true, configurable: true });
     }
+    if (keys.length === 1 && (keys[0] === '$date' || keys[0] === '$escape')) return { $escape: out };
     return out;
   }
   return value;

@@ -1,44 +1,265 @@
+import { InvalidEntityError } from '../errors.js';
 import type { HistoryEntry, HistoryOp } from './entry.js';
 
+/*
+ * The JSON form of snapshots and metadata. JSON alone cannot hold every value a snapshot holds,
+ * so a few values are written as tagged objects, each an object with exactly one `$`-key:
+ *
+ * - `{ "$date": "<ISO 8601>" }`: a Date (`"Invalid Date"` for an invalid one).
+ * - `{ "$num": "NaN" | "Infinity" | "-Infinity" | "-0" }`: a number JSON has no text for.
+ * - `{ "$str": ["abc", 55296, "def"] }`: a string holding a lone UTF-16 surrogate or a NUL
+ *   character (which PostgreSQL's jsonb rejects and UTF-8 cannot carry): its well-formed runs as
+ *   strings, each such code unit as a number.
+ * - `{ "$entries": [[key, value], …] }`: an object that would otherwise read as a tag (its only
+ *   key starts with `$`), or whose keys hold such characters; keys are strings or `$str` tags.
+ *
+ * Every other object is written as itself, so rows stay plain JSON. Reading turns each tag back
+ * into its value and builds objects with own properties only (`__proto__` is an ordinary key);
+ * an object with one `$`-key that is not a well-formed tag is read as written. Rows written before
+ * this form hold `{ "$date": … }` for Dates and read the same.
+ */
 const DATE_TAG = '$date';
+const NUMBER_TAG = '$num';
+const STRING_TAG = '$str';
+const ENTRIES_TAG = '$entries';
+const INVALID_DATE = 'Invalid Date';
+
+/** A lone surrogate: a high one not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
- * Turns a snapshot into JSON text that keeps Dates: each Date becomes `{ "$date": "<ISO>" }`.
- * `decodeJson` reverses it. Used by the SQL stores; MongoDB keeps Dates natively.
+ * Turns a snapshot (or metadata) into JSON text that reads back exactly: Dates, non-finite
+ * numbers and `-0`, strings with lone surrogates or NUL, and objects that look like tags are
+ * written as the tags described above. `decodeJson` reverses it. Used by the SQL stores; MongoDB
+ * keeps snapshots as BSON and uses this text only for those BSON cannot hold.
+ *
+ * ```ts
+ * encodeJson({ at: new Date(0), n: Number.NaN }); // '{"at":{"$date":"1970-01-01T00:00:00.000Z"},"n":{"$num":"NaN"}}'
+ * ```
  */
 export function encodeJson(value: unknown): string {
-  return JSON.stringify(tagDates(value));
+  return JSON.stringify(encodeValue(value));
 }
 
-/** Parses what `encodeJson` wrote (text, or a value a driver already parsed), restoring Dates. */
+/**
+ * Parses what `encodeJson` wrote (text, or a value a driver already parsed), restoring what the
+ * tags stand for.
+ *
+ * ```ts
+ * decodeJson('{"at":{"$date":"1970-01-01T00:00:00.000Z"}}'); // { at: new Date(0) }
+ * ```
+ */
 export function decodeJson(value: unknown): unknown {
-  return untagDates(typeof value === 'string' ? JSON.parse(value) : value);
+  return decodeValue(typeof value === 'string' ? JSON.parse(value) : value);
 }
 
-function tagDates(value: unknown): unknown {
-  if (value instanceof Date) return { [DATE_TAG]: value.toISOString() };
-  if (Array.isArray(value)) return value.map(tagDates);
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) out[key] = tagDates(item);
-    return out;
-  }
-  return value;
+/** Whether a string needs the `$str` tag: it holds a lone surrogate or a NUL. */
+function unsafeString(text: string): boolean {
+  return text.includes('\u0000') || LONE_SURROGATE.test(text);
 }
 
-function untagDates(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(untagDates);
-  if (value !== null && typeof value === 'object') {
-    const record = value as Record<string, unknown>;
-    const keys = Object.keys(record);
-    if (keys.length === 1 && keys[0] === DATE_TAG && typeof record[DATE_TAG] === 'string') {
-      return new Date(record[DATE_TAG]);
+function encodeString(text: string): unknown {
+  if (!unsafeString(text)) return text;
+  const pieces: (string | number)[] = [];
+  let run = '';
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    const high = unit >= 0xd800 && unit <= 0xdbff;
+    const low = unit >= 0xdc00 && unit <= 0xdfff;
+    const next = i + 1 < text.length ? text.charCodeAt(i + 1) : -1;
+    if (high && next >= 0xdc00 && next <= 0xdfff) {
+      run += text.slice(i, i + 2);
+      i += 1;
+    } else if (high || low || unit === 0) {
+      if (run !== '') pieces.push(run);
+      run = '';
+      pieces.push(unit);
+    } else {
+      run += text.charAt(i);
     }
-    const out: Record<string, unknown> = {};
-    for (const key of keys) out[key] = untagDates(record[key]);
-    return out;
   }
+  if (run !== '') pieces.push(run);
+  return { [STRING_TAG]: pieces };
+}
+
+function encodeNumber(value: number): unknown {
+  if (Number.isNaN(value)) return { [NUMBER_TAG]: 'NaN' };
+  if (value === Number.POSITIVE_INFINITY) return { [NUMBER_TAG]: 'Infinity' };
+  if (value === Number.NEGATIVE_INFINITY) return { [NUMBER_TAG]: '-Infinity' };
+  if (Object.is(value, -0)) return { [NUMBER_TAG]: '-0' };
   return value;
+}
+
+/** The ISO text of a Date, or `Invalid Date`; `new Date(text)` gives the same Date back. */
+export function dateText(date: Date): string {
+  return Number.isNaN(date.getTime()) ? INVALID_DATE : date.toISOString();
+}
+
+function encodeValue(value: unknown): unknown {
+  switch (typeof value) {
+    case 'string':
+      return encodeString(value);
+    case 'number':
+      return encodeNumber(value);
+    case 'object':
+      break;
+    default:
+      return value;
+  }
+  if (value === null) return null;
+  if (value instanceof Date) return { [DATE_TAG]: dateText(value) };
+  if (Array.isArray(value)) return value.map(encodeValue);
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === 'function') return encodeValue(toJSON.call(value));
+  const fields: [string, unknown][] = [];
+  let plain = true;
+  for (const key of Object.keys(value)) {
+    const item = encodeValue((value as Record<string, unknown>)[key]);
+    if (item === undefined || typeof item === 'function' || typeof item === 'symbol') continue;
+    fields.push([key, item]);
+    if (unsafeString(key)) plain = false;
+  }
+  if (fields.length === 1 && (fields[0] as [string, unknown])[0].startsWith('$')) plain = false;
+  if (!plain) return { [ENTRIES_TAG]: fields.map(([key, item]) => [encodeString(key), item]) };
+  const out: Record<string, unknown> = {};
+  for (const [key, item] of fields) defineField(out, key, item);
+  return out;
+}
+
+/** Sets an own, enumerable field, `__proto__` included (an assignment would set the prototype). */
+export function defineField(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+function decodeValue(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(decodeValue);
+  if (value === null || typeof value !== 'object') return value;
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record);
+  if (keys.length === 1) {
+    const tagged = decodeTag(keys[0] as string, record[keys[0] as string]);
+    if (tagged !== NOT_A_TAG) return tagged;
+  }
+  const out: Record<string, unknown> = {};
+  for (const key of keys) defineField(out, key, decodeValue(record[key]));
+  return out;
+}
+
+const NOT_A_TAG = Symbol('not a tag');
+
+function decodeTag(tag: string, body: unknown): unknown {
+  switch (tag) {
+    case DATE_TAG:
+      return typeof body === 'string' ? new Date(body) : NOT_A_TAG;
+    case NUMBER_TAG:
+      switch (body) {
+        case 'NaN':
+          return Number.NaN;
+        case 'Infinity':
+          return Number.POSITIVE_INFINITY;
+        case '-Infinity':
+          return Number.NEGATIVE_INFINITY;
+        case '-0':
+          return -0;
+        default:
+          return NOT_A_TAG;
+      }
+    case STRING_TAG: {
+      const text = decodeString(body);
+      return text === undefined ? NOT_A_TAG : text;
+    }
+    case ENTRIES_TAG: {
+      if (!Array.isArray(body)) return NOT_A_TAG;
+      const fields: [string, unknown][] = [];
+      for (const pair of body) {
+        if (!Array.isArray(pair) || pair.length !== 2) return NOT_A_TAG;
+        const key = typeof pair[0] === 'string' ? pair[0] : decodeTaggedString(pair[0]);
+        if (key === undefined) return NOT_A_TAG;
+        fields.push([key, pair[1]]);
+      }
+      const out: Record<string, unknown> = {};
+      for (const [key, item] of fields) defineField(out, key, decodeValue(item));
+      return out;
+    }
+    default:
+      return NOT_A_TAG;
+  }
+}
+
+function decodeTaggedString(value: unknown): string | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const keys = Object.keys(value);
+  if (keys.length !== 1 || keys[0] !== STRING_TAG) return undefined;
+  return decodeString((value as Record<string, unknown>)[STRING_TAG]);
+}
+
+function decodeString(pieces: unknown): string | undefined {
+  if (!Array.isArray(pieces)) return undefined;
+  let text = '';
+  for (const piece of pieces) {
+    if (typeof piece === 'string') text += piece;
+    else if (typeof piece === 'number' && Number.isInteger(piece) && piece >= 0 && piece <= 0xffff) {
+      text += String.fromCharCode(piece);
+    } else return undefined;
+  }
+  return text;
+}
+
+/** The earliest and latest entry timestamps every store holds (MySQL's DATETIME sets the bounds). */
+export const MIN_TIMESTAMP = Date.UTC(1000, 0, 1);
+export const MAX_TIMESTAMP = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/**
+ * Rejects, before anything is written, an entry some store could not keep exactly, with the same
+ * error on every store: a timestamp that is not a valid Date between the years 1000 and 9999, or
+ * an entity type, id, actor, reason or transaction id holding a lone UTF-16 surrogate or a NUL
+ * (text columns and BSON strings are UTF-8, which has no code for either; PostgreSQL's text has
+ * no NUL). Snapshots and metadata need no check: they are encoded losslessly.
+ *
+ * ```ts
+ * assertStorable(entry); // InvalidEntityError for { …, actor: 'bad\ud800' }
+ * ```
+ */
+export function assertStorable(entry: HistoryEntry): void {
+  const time = entry.timestamp;
+  if (!(time instanceof Date) || !(time.getTime() >= MIN_TIMESTAMP && time.getTime() <= MAX_TIMESTAMP)) {
+    throw new InvalidEntityError(
+      `The history entry of ${entry.entityType} ${entry.entityId} v${entry.version} has the timestamp ` +
+        `${time instanceof Date ? dateText(time) : String(time)}; history stores keep valid Dates between ` +
+        "1000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z. Fix the clock (or the entity's timestamp field).",
+      entry.entityType,
+    );
+  }
+  for (const field of ['entityType', 'entityId', 'actor', 'reason', 'txId'] as const) {
+    const text = entry[field];
+    if (typeof text === 'string' && unsafeString(text)) {
+      const what = LONE_SURROGATE.test(text) ? 'a lone UTF-16 surrogate' : 'a NUL character (U+0000)';
+      throw new InvalidEntityError(
+        `The history entry's ${field} ${JSON.stringify(text)} holds ${what}, which history stores cannot keep ` +
+          '(their text is UTF-8). Use well-formed text without NUL characters.',
+        entry.entityType,
+      );
+    }
+  }
+}
+
+/**
+ * Whether BSON holds `value` exactly as it is: no string or key with a lone surrogate, no key with
+ * a NUL, a leading `$` or a `.` (which MongoDB servers restrict), no invalid Date. MongoDB
+ * stores what fails this as `encodeJson` text instead.
+ */
+export function bsonExact(value: unknown): boolean {
+  if (typeof value === 'string') return !LONE_SURROGATE.test(value);
+  if (value === null || typeof value !== 'object') return true;
+  if (value instanceof Date) return !Number.isNaN(value.getTime());
+  if (Array.isArray(value)) return value.every(bsonExact);
+  const prototype = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return true; // a BSON type (ObjectId, …)
+  for (const key of Object.keys(value)) {
+    if (unsafeString(key) || key.startsWith('$') || key.includes('.')) return false;
+    if (!bsonExact((value as Record<string, unknown>)[key])) return false;
+  }
+  return true;
 }
 
 /** A history row as the SQL stores keep it, with snake_case columns. */
@@ -107,8 +328,12 @@ export const ADDED_COLUMNS = [
   { name: 'prev_hash', type: 'text' },
 ] as const;
 
-/** Insert parameters for an entry; JSON columns as text, the timestamp as a Date. */
+/**
+ * Insert parameters for an entry; JSON columns as `encodeJson` text, the timestamp as a Date.
+ * Throws `InvalidEntityError` for an entry no store can keep exactly (see `assertStorable`).
+ */
 export function entryToParams(entry: HistoryEntry): unknown[] {
+  assertStorable(entry);
   return [
     entry.entityType,
     entry.entityId,

@@ -93,3 +93,32 @@ function isNaNDate(date: Date): boolean {
 function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date);
 }
+
+/**
+ * Whether two values (usually two snapshots) are exactly equal: arrays element by element in
+ * order (unlike {@link diff}, a move is a difference), objects by their own keys whatever their
+ * order, Dates by time (invalid Dates equal), numbers as `Object.is` (so `NaN` equals `NaN` and
+ * `-0` differs from `0`); an `undefined` field counts as absent.
+ *
+ * ```ts
+ * sameValue({ lines: [{ id: 1 }, { id: 2 }] }, { lines: [{ id: 2 }, { id: 1 }] }); // false
+ * ```
+ */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (Object.is(a, b)) return true;
+  if (a instanceof Date || b instanceof Date) {
+    return a instanceof Date && b instanceof Date && Object.is(a.getTime(), b.getTime());
+  }
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameValue(a[i], b[i])) return false;
+    return true;
+  }
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
+  const left = a as Record<string, unknown>;
+  const right = b as Record<string, unknown>;
+  const keys = (record: Record<string, unknown>) => Object.keys(record).filter((key) => record[key] !== undefined);
+  const leftKeys = keys(left);
+  if (leftKeys.length !== keys(right).length) return false;
+  return leftKeys.every((key) => Object.hasOwn(right, key) && sameValue(left[key], right[key]));
+}

@@ -1,4 +1,5 @@
 import { ambient } from '../context.js';
+import { assertStorable } from './codec.js';
 import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from './entry.js';
 import { byEntityAndVersion, byVersion, entryAsOf, selectRange } from './reader.js';
 import { HistoryStoreBase, versionTaken } from './store-base.js';
@@ -19,6 +20,8 @@ export class MemoryHistoryStore extends HistoryStoreBase implements HistoryWrite
   readonly #entries = new Map<string, HistoryEntry[]>();
 
   save(entry: HistoryEntry): void {
+    // The same rules as the database stores, so that what works here works there.
+    assertStorable(entry);
     const key = keyOf(entry.entityType, entry.entityId);
     const versions = this.#entries.get(key) ?? [];
     if (versions.some((existing) => existing.version === entry.version)) {

@@ -1,3 +1,5 @@
+import { snapshotSource } from '../pipeline/entity-kind.js';
+
 /** The value redacted fields are written as. */
 export const REDACTED = '[redacted]';
 
@@ -8,7 +10,8 @@ export class SnapshotError extends Error {}
  * A deep, JSON-safe copy of `entity`: Dates stay Dates, Maps become objects (or `[key, value]`
  * pairs when a key is not a string), Sets and typed arrays become arrays, BigInts become
  * strings, objects with `toJSON` (ObjectId, Decimal128) are copied as what it returns, and
- * functions, symbols and `undefined` fields are left out. Dotted `ignore` paths are removed
+ * functions, symbols and `undefined` fields are left out. Every key is copied as an own field,
+ * `__proto__` included. A Mongoose document is copied from its `toObject()` data. Dotted `ignore` paths are removed
  * and `redact` paths masked on the copy only; a path through an array applies to every element.
  * A copy larger than `maxBytes` (counted as the characters of its JSON text) is rejected.
  *
@@ -29,7 +32,8 @@ export function takeSnapshot(
   let copy: Record<string, unknown>;
   let size: number;
   try {
-    copy = copyObject(entity, [entity]);
+    const source = snapshotSource(entity);
+    copy = copyObject(source, [source]);
     size = counted;
   } finally {
     counted = outer;
@@ -45,7 +49,7 @@ export function takeSnapshot(
   for (const path of ignore) applyAtPath(copy, path.split('.'), (holder, key) => delete holder[key]);
   for (const path of redact) {
     applyAtPath(copy, path.split('.'), (holder, key) => {
-      if (key in holder) holder[key] = REDACTED;
+      if (Object.hasOwn(holder, key)) defineField(holder, key, REDACTED);
     });
   }
   return copy;
@@ -127,7 +131,7 @@ function copyObject(source: object, ancestors: object[]): Record<string, unknown
     const key = keys[i] as string;
     const item = copyValue((source as Record<string, unknown>)[key], ancestors);
     if (item !== undefined) {
-      copy[key] = item;
+      defineField(copy, key, item);
       counted += key.length + 4;
     }
   }
@@ -142,7 +146,7 @@ function copyMap(map: Map<unknown, unknown>, ancestors: object[]): unknown {
     for (const [key, item] of entries) {
       const value = copyValue(item, ancestors);
       if (value !== undefined) {
-        copy[key as string] = value;
+        defineField(copy, key as string, value);
         counted += (key as string).length + 4;
       }
     }
@@ -167,6 +171,12 @@ function applyAtPath(
   const [head, ...rest] = path;
   if (head === undefined) return;
   const holder = target as Record<string, unknown>;
+  if (!Object.hasOwn(holder, head)) return; // never walk into (or change) Object.prototype
   if (rest.length === 0) apply(holder, head);
   else applyAtPath(holder[head], rest, apply);
+}
+
+/** Sets an own, enumerable field, `__proto__` included (an assignment would set the prototype). */
+function defineField(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
 }

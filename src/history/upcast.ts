@@ -21,7 +21,8 @@ import { changesOf } from './reader.js';
 export type Upcaster = (snapshot: Record<string, unknown>, schemaVersion: number) => Record<string, unknown>;
 
 /**
- * Upcasters by entity type.
+ * Upcasters by entity type: the object's own properties (inherited ones such as `toString` are
+ * not upcasters).
  *
  * ```ts
  * const upcasters: Upcasters = { Order: (s, v) => (v < 2 ? { ...s, currency: 'EUR' } : s) };
@@ -98,8 +99,9 @@ export class UpcastReader implements HistoryReader {
 
   /** One entry in its current shape. */
   upcast(entry: HistoryEntry): HistoryEntry {
-    const upcaster = this.upcasters[entry.entityType];
-    if (upcaster === undefined || entry.snapshot === null || typeof entry.snapshot !== 'object') return entry;
+    // Own properties only: `toString`, `constructor` or `__proto__` of the object's prototype are no upcasters.
+    const upcaster = Object.hasOwn(this.upcasters, entry.entityType) ? this.upcasters[entry.entityType] : undefined;
+    if (typeof upcaster !== 'function' || entry.snapshot === null || typeof entry.snapshot !== 'object') return entry;
     return { ...entry, snapshot: upcaster(entry.snapshot as Record<string, unknown>, entry.schemaVersion ?? 1) };
   }
 

@@ -1,3 +1,4 @@
+import { assertStorable, bsonExact, decodeJson, encodeJson } from '../history/codec.js';
 import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
@@ -61,11 +62,22 @@ const VERSION_INDEX = 'entity_history_version_key';
 const TIMESTAMP_INDEX = 'entity_history_timestamp_version';
 const TX_INDEX = 'entity_history_tx';
 const WITHOUT_ID = Object.freeze({ _id: 0 as const });
+/**
+ * A snapshot or metadata BSON cannot hold exactly (a string or key with a lone surrogate, a key
+ * with a NUL, a leading `$` or a dot, an invalid Date; see `bsonExact`) is stored as `encodeJson`
+ * text in `snapshotJson` / `metadataJson` instead, and read back from there.
+ */
+const JSON_FIELDS = [
+  ['snapshot', 'snapshotJson'],
+  ['metadata', 'metadataJson'],
+] as const;
 
 /**
  * History kept in a MongoDB collection, one document per entity version. Entries written
  * through `save(entry, session)` join the session's transaction; timestamps and Dates inside
- * snapshots stay native BSON dates. A unique index on (entityType, entityId, version) turns a
+ * snapshots stay native BSON dates. A snapshot BSON cannot hold exactly (lone surrogates, keys
+ * starting with `$` or holding a dot or NUL, invalid Dates) is kept as JSON text in
+ * `snapshotJson` instead, so what is read back is what was written. A unique index on (entityType, entityId, version) turns a
  * second writer of the same version into a `VersionConflictError`.
  *
  * ```ts
@@ -123,8 +135,15 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
    * ```
    */
   async save(entry: HistoryEntry, session?: MongoSessionLike): Promise<void> {
+    assertStorable(entry);
     // insertOne adds `_id` to the document it is given; the caller's entry stays untouched.
     const document: HistoryDocument = { ...entry };
+    for (const [field, text] of JSON_FIELDS) {
+      if (field in document && !bsonExact(document[field])) {
+        document[text] = encodeJson(document[field]);
+        delete document[field];
+      }
+    }
     try {
       await (session === undefined
         ? this.#collection.insertOne(document)
@@ -234,5 +253,11 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
 
 function toEntry(document: HistoryDocument): HistoryEntry {
   const { _id, ...entry } = document;
+  for (const [field, text] of JSON_FIELDS) {
+    if (typeof entry[text] === 'string') {
+      entry[field] = decodeJson(entry[text]);
+      delete entry[text];
+    }
+  }
   return entry as unknown as HistoryEntry;
 }

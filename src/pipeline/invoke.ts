@@ -16,6 +16,7 @@ import type { TransactionAdapter } from '../transactions/adapter.js';
 import { isConnectionLost } from '../transactions/connection-lost.js';
 import { findAdapter } from '../transactions/registry.js';
 import { providedSession } from '../transactions/session-provider.js';
+import { entityTypeName } from './entity-kind.js';
 import { captureEntity, type EntityState, restoreEntity } from './entity-state.js';
 import type { CallPlan } from './plan.js';
 import { planFor } from './plan.js';
@@ -454,8 +455,8 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 export function entityTypeOf(plan: CallPlan, entity: unknown): string {
   if (plan.entityType !== undefined) return plan.entityType;
   if (entity !== null && typeof entity === 'object') {
-    const name = (entity as { constructor?: { name?: unknown } }).constructor?.name;
-    if (typeof name === 'string' && name !== '' && name !== 'Object') return name;
+    const name = entityTypeName(entity);
+    if (name !== undefined) return name;
   }
   if (plan.designEntityType !== undefined) return plan.designEntityType;
   return plan.serviceName.replace(/Service$/, '') || plan.serviceName;

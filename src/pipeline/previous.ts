@@ -1,6 +1,6 @@
 import { DecoratorError } from '../errors.js';
 import { chainEntry } from '../history/chain.js';
-import { diff } from '../history/diff.js';
+import { sameValue } from '../history/diff.js';
 import type { HistoryEntry, HistoryReader, HistoryWriter } from '../history/entry.js';
 import { takeSnapshot } from '../history/snapshot.js';
 import type { CallPlan } from './plan.js';
@@ -29,7 +29,8 @@ export function readPrevious(
 
 /**
  * Whether an update changes no tracked field: the entity's snapshot (ignore and redact applied,
- * version and timestamp left out) equals the latest entry's, and that entry is the version the
+ * version and timestamp left out) is exactly the latest entry's (`sameValue`: arrays in order, so
+ * a reordering is a change), and that entry is the version the
  * entity was loaded at (a stale entity is not "unchanged": its update must reach the conflict
  * check). An entity with a redacted field present always counts as changed: history holds only
  * the mask, so a change of the real value cannot be seen.
@@ -51,12 +52,20 @@ export function isUnchanged(
     return false;
   }
   if (plan.redact.some((path) => hasPath(current, path.split('.')))) return false;
-  const before: Record<string, unknown> = { ...(snapshot as Record<string, unknown>) };
+  const before: Record<string, unknown> = {};
+  for (const key of Object.keys(snapshot)) {
+    Object.defineProperty(before, key, {
+      value: (snapshot as Record<string, unknown>)[key],
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  }
   for (const field of [plan.versionField, plan.timestampField]) {
     delete before[field];
     delete current[field];
   }
-  return diff(before, current).length === 0;
+  return sameValue(before, current);
 }
 
 /** The entry as written: with its schema version, and linked into the chain when `chain` is on. */
@@ -69,6 +78,6 @@ function hasPath(value: unknown, path: readonly string[]): boolean {
   if (Array.isArray(value)) return value.some((item) => hasPath(item, path));
   if (value === null || typeof value !== 'object') return false;
   const [head, ...rest] = path;
-  if (head === undefined || !(head in value)) return false;
+  if (head === undefined || !Object.hasOwn(value, head)) return false;
   return rest.length === 0 || hasPath((value as Record<string, unknown>)[head], rest);
 }

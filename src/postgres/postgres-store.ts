@@ -170,7 +170,12 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
   statementFor(entry: HistoryEntry, dialect: string): string | undefined {
     if (dialect !== 'postgres') return undefined;
     const values: string[] = [];
-    const params = entryToParams(entry);
+    let params: unknown[];
+    try {
+      params = entryToParams(entry);
+    } catch {
+      return undefined; // an entry no store keeps (InvalidEntityError): save() reports it
+    }
     for (let i = 0; i < params.length; i++) {
       const literal = sqlLiteral(params[i]);
       if (literal === undefined) return undefined;

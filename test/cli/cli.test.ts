@@ -320,3 +320,55 @@ describe('event-history CLI on MongoDB', () => {
     expect(missing.code).toBe(4);
   });
 });
+
+describe('event-history CLI never prints credentials, and a bad URL is a usage error', () => {
+  async function run(url: string): Promise<{ code: number; stderr: string }> {
+    const { main } = await import('../../src/cli/main.js');
+    let stderr = '';
+    const io = {
+      stdout: { write: () => true },
+      stderr: { write: (text: string) => (stderr += text) },
+      env: {},
+    };
+    const code = await main(['log', 'Order', 'o1', '--url', url], io);
+    return { code, stderr };
+  }
+
+  it('masks the userinfo password and password/pass/pwd query parameters of unreachable servers (exit 3)', async () => {
+    for (const url of [
+      'postgres://u:hunter2pw@127.0.0.1:1/db',
+      'postgres://u@127.0.0.1:1/db?password=hunter2pw',
+      'postgres://u@127.0.0.1:1/db?sslmode=disable&PASS=hunter2pw',
+      'mysql://u@127.0.0.1:1/db?pwd=hunter2pw',
+      'mysql://u:hunter%32pw@127.0.0.1:1/db',
+    ]) {
+      const { code, stderr } = await run(url);
+      expect(code, url).toBe(3);
+      expect(stderr, url).not.toMatch(/hunter/);
+      expect(stderr, url).toContain('***');
+    }
+  }, 60_000);
+
+  it('a URL that cannot be parsed exits 2 and its raw text is masked too', async () => {
+    for (const url of [
+      'postgres://u:hunter2pw@[bad/db',
+      'postgres://u:hunter2pw@host:99999/db',
+      'mysql://u:hunter2pw@host:notaport/db?password=hunter3pw',
+      'mongodb://u:hunter2pw@[::1/db',
+      'mongodb://u:hunter2pw@host/db?pwd=hunter3pw&unknownOption=1&authMechanism=NOPE',
+      'postgres://',
+      'mysql:///db?pass=hunter2pw',
+    ]) {
+      const { code, stderr } = await run(url);
+      expect(code, url).toBe(2);
+      expect(stderr, url).not.toMatch(/hunter/);
+      expect(stderr, url).toMatch(/^event-history: /);
+    }
+  });
+
+  it('the binary prints no password either, for a bad URL (exit 2)', async () => {
+    const run = await cli(['log', 'Order', 'o1', '--url', 'postgres://u:hunter2pw@[::1/db?password=hunter3pw']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).not.toMatch(/hunter/);
+  }, 30_000);
+});

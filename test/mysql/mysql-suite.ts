@@ -4,6 +4,7 @@ import {
   type HistoryEntry,
   HistoryTracked,
   type HistoryWriter,
+  InvalidEntityError,
   VersionConflictError,
   Versioned,
 } from '../../src/index.js';
@@ -457,7 +458,7 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
       };
       await expect(store.save(entry, {} as MysqlQueryable)).rejects.toThrow(TypeError);
       await expect(store.save({ ...entry, entityId: 'x'.repeat(256) })).rejects.toThrow(/at most 255/);
-      await expect(store.save({ ...entry, timestamp: new Date(Number.NaN) })).rejects.toThrow(TypeError);
+      await expect(store.save({ ...entry, timestamp: new Date(Number.NaN) })).rejects.toThrow(InvalidEntityError);
       await expect(store.asOf('Probe', entry.entityId, new Date(Number.NaN))).rejects.toThrow(TypeError);
       expect(await countRows(kit, pool, historyTable, 'Probe', entry.entityId)).toBe(0);
     });

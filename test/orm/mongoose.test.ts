@@ -1,7 +1,8 @@
 import mongoose, { type ClientSession, type Connection, type Model } from 'mongoose';
 import { describe, expect, it } from 'vitest';
-import { expectedVersion, HistoryTracked, Versioned } from '../../src/index.js';
+import { expectedVersion, HistoryTracked, takeSnapshot, Versioned } from '../../src/index.js';
 import { MongoHistoryStore } from '../../src/mongodb/index.js';
+import { entityTypeName, snapshotSource } from '../../src/pipeline/entity-kind.js';
 import { findAdapter } from '../../src/transactions/registry.js';
 import { Order, orderId, runBehaviourSuite } from '../integration/behaviour.js';
 import type { DatabaseFixture, HistoryTamper, OrderRow } from '../integration/fixture.js';
@@ -182,6 +183,88 @@ describe('Mongoose connection.transaction()', () => {
       expect(await fixture.countHistory('Order', kept.id)).toBe(1);
       expect(await fixture.readOrder(dropped.id)).toBeUndefined();
       expect(await fixture.countHistory('Order', dropped.id)).toBe(0);
+    } finally {
+      await fixture.close();
+    }
+  });
+});
+
+describe('Mongoose documents as entities', () => {
+  interface ItemDocument {
+    _id: string;
+    total: number;
+    tags: string[];
+    version?: number;
+    timestamp?: Date;
+  }
+  const itemSchema = new mongoose.Schema<ItemDocument>(
+    { _id: String, total: Number, tags: [String], version: Number, timestamp: Date },
+    { versionKey: false, autoIndex: false, autoCreate: false },
+  );
+
+  it('entityTypeName gives the model name and snapshotSource the toObject() data, not the internals', async () => {
+    await fixture.open();
+    try {
+      const Invoice = fixture.connection.model<ItemDocument>('Invoice', itemSchema, uniqueName('invoices'));
+      const doc = new Invoice({ _id: 'i1', total: 5, tags: ['a'] });
+      expect(doc.constructor.name).toBe('model');
+      expect(entityTypeName(doc)).toBe('Invoice');
+      expect(entityTypeName(new Order('o', 1))).toBe('Order');
+      expect(entityTypeName({ id: 1 })).toBeUndefined();
+      expect(entityTypeName(Object.create(null))).toBeUndefined();
+      expect(snapshotSource(doc)).toEqual({ _id: 'i1', total: 5, tags: ['a'] });
+      expect(takeSnapshot(doc)).toEqual({ _id: 'i1', total: 5, tags: ['a'] });
+      await Invoice.create({ _id: 'i2', total: 7, tags: ['b', 'c'] });
+      const hydrated = await Invoice.findById('i2').orFail();
+      expect(entityTypeName(hydrated)).toBe('Invoice');
+      expect(takeSnapshot(hydrated)).toEqual({ _id: 'i2', total: 7, tags: ['b', 'c'] });
+      // Structural: something merely named like a model, without `$__`, is not a document.
+      const lookalike = { toObject: () => ({}), constructor: { modelName: 'X' } };
+      expect(snapshotSource(lookalike)).toBe(lookalike);
+    } finally {
+      await fixture.close();
+    }
+  });
+
+  // Needs the pipeline's entityTypeOf to call entityTypeName (src/pipeline/invoke.ts, applied at merge).
+  it('records hydrated documents of two models under their model names, with their fields, apart though they share an _id', async () => {
+    await fixture.open();
+    try {
+      const Invoice = fixture.connection.model<ItemDocument>('Invoice', itemSchema, uniqueName('invoices'));
+      const Receipt = fixture.connection.model<ItemDocument>('Receipt', itemSchema, uniqueName('receipts'));
+      @Versioned()
+      @HistoryTracked('history')
+      class DocumentService {
+        constructor(readonly history: MongoHistoryStore) {}
+        async save(
+          doc: { save(options: { session: ClientSession }): Promise<unknown> },
+          session: ClientSession,
+        ): Promise<unknown> {
+          return doc.save({ session });
+        }
+      }
+      const service = new DocumentService(fixture.store);
+      const session = await fixture.connection.startSession();
+      try {
+        await service.save(new Invoice({ _id: 'same', total: 1, tags: ['x'] }), session);
+        await service.save(new Receipt({ _id: 'same', total: 2, tags: [] }), session);
+      } finally {
+        await session.endSession();
+      }
+      const invoice = await fixture.store.list('Invoice', 'same');
+      const receipt = await fixture.store.list('Receipt', 'same');
+      expect(await fixture.store.list('model', 'same')).toEqual([]);
+      expect(invoice[0]?.snapshot).toEqual({
+        _id: 'same',
+        total: 1,
+        tags: ['x'],
+        version: 1,
+        timestamp: expect.any(Date),
+      });
+      expect(receipt.map((entry) => entry.snapshot)).toEqual([
+        { _id: 'same', total: 2, tags: [], version: 1, timestamp: expect.any(Date) },
+      ]);
+      for (const entry of [...invoice, ...receipt]) expect(Object.keys(entry.snapshot as object)).not.toContain('$__');
     } finally {
       await fixture.close();
     }

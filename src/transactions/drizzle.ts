@@ -98,7 +98,12 @@ function endedError(): TransactionStateError {
  *   library runs `BEGIN IMMEDIATE` / `COMMIT` on its connection as for a better-sqlite3 session,
  *   and the method writes through the database (one connection, inside the transaction).
  *
- * History goes through the same connection; errors are classified as for the database underneath.
+ * - over one pg `Client` (`drizzle(client)`), a transaction the caller began with `BEGIN` on the
+ *   client is joined, never committed, and calls on the client run one after the other;
+ * - a `tx` used after its transaction ended is a `TransactionStateError` (`TRANSACTION_CLOSED`).
+ *
+ * A joined call runs inside a SAVEPOINT. History goes through the same connection; errors are
+ * classified as for the database underneath.
  *
  * ```ts
  * await db.transaction((tx) => orders.update(order, tx)); // PostgreSQL: joins

@@ -146,7 +146,9 @@ async function runOnQueryRunner<R>(runner: TypeOrmQueryRunnerLike, work: () => P
  *   the method must write through the manager it is given.
  *
  * History goes through the same connection (`queryRunner.connect()`), so the built-in SQL stores
- * write into the same transaction. Unique violations are conflicts, serialization failures and
+ * write into the same transaction. A joined call runs inside a SAVEPOINT (see `join`). The txId of
+ * a transaction the library begins is PostgreSQL's `pg_current_xact_id()` (one query after START
+ * TRANSACTION), a UUID on other databases; a call joining the caller's transaction gets its own UUID. Unique violations are conflicts, serialization failures and
  * deadlocks are retried, as for the database underneath.
  *
  * ```ts

@@ -98,6 +98,49 @@ async function rollbackQuietly(runner: TypeOrmQueryRunnerLike): Promise<void> {
   }
 }
 
+// The txId of a transaction the caller began on a runner (`startTransaction()`, or
+// `dataSource.transaction()`), shared by the calls that join it: a UUID, since reading the
+// database's id would cost a round trip. A runner outlives its transactions, so the id is
+// forgotten when TypeORM ends the outermost one (commitTransaction / rollbackTransaction on the
+// runner, which the library wraps once per runner), and the next transaction gets a new one.
+const callerIds = shared('typeorm-caller-transaction-ids', () => new WeakMap<object, string>());
+const watched = shared('typeorm-watched-runners', () => new WeakSet<object>());
+
+function callerTransactionId(runner: TypeOrmQueryRunnerLike): string | undefined {
+  const known = callerIds.get(runner);
+  if (known !== undefined) return known;
+  // A runner whose end cannot be watched (frozen, say) gets no shared id: each call its own UUID.
+  if (!watchEnd(runner)) return undefined;
+  const id = randomUUID();
+  callerIds.set(runner, id);
+  return id;
+}
+
+function watchEnd(runner: TypeOrmQueryRunnerLike): boolean {
+  if (watched.has(runner)) return true;
+  try {
+    for (const name of ['commitTransaction', 'rollbackTransaction'] as const) {
+      const original = runner[name];
+      Object.defineProperty(runner, name, {
+        configurable: true,
+        writable: true,
+        enumerable: false,
+        value: async function ended(this: unknown): Promise<void> {
+          try {
+            await original.call(this);
+          } finally {
+            if (!runner.isTransactionActive) callerIds.delete(runner);
+          }
+        },
+      });
+    }
+  } catch {
+    return false;
+  }
+  watched.add(runner);
+  return true;
+}
+
 function closedError(): TransactionStateError {
   return new TransactionStateError(
     'typeorm',
@@ -148,7 +191,8 @@ async function runOnQueryRunner<R>(runner: TypeOrmQueryRunnerLike, work: () => P
  * History goes through the same connection (`queryRunner.connect()`), so the built-in SQL stores
  * write into the same transaction. A joined call runs inside a SAVEPOINT (see `join`). The txId of
  * a transaction the library begins is PostgreSQL's `pg_current_xact_id()` (one query after START
- * TRANSACTION), a UUID on other databases; a call joining the caller's transaction gets its own UUID. Unique violations are conflicts, serialization failures and
+ * TRANSACTION), a UUID on other databases; the calls joining a transaction the caller began share
+ * one UUID, forgotten when TypeORM ends that transaction. Unique violations are conflicts, serialization failures and
  * deadlocks are retried, as for the database underneath.
  *
  * ```ts
@@ -187,11 +231,10 @@ export const typeormAdapter: TransactionAdapter<TypeOrmSession> = Object.freeze(
   },
   isConflict: isSqlConflict,
   isTransient: isSqlTransient,
-  // A transaction the caller began has no id the library could read without a round trip, and
-  // nothing marks where it ends on a reused runner: each joined call gets its own UUID.
   transactionId: (session: TypeOrmSession) => {
     const runner = runnerOf(session);
-    return runner?.isTransactionActive === true ? ownedIds.get(runner) : undefined;
+    if (runner?.isTransactionActive !== true) return undefined;
+    return ownedIds.get(runner) ?? callerTransactionId(runner);
   },
   connection: (session: TypeOrmSession) => runnerOf(session)?.connect(),
   join: <R>(session: TypeOrmSession, work: () => Promise<R>): Promise<R> => {

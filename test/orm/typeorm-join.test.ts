@@ -148,15 +148,23 @@ for (const kind of ['postgres', 'mariadb', 'sqlite'] as const) {
       await orders.save({ id: randomUUID() }, runner.manager);
       await orders.save({ id: randomUUID() }, runner.manager);
       await orders.save({ id: randomUUID() }, dataSource.manager);
-      // Transactions the caller begins on the runner: each joined call its own id, never a previous one's.
-      for (let i = 0; i < 2; i++) {
+      // Transactions the caller begins on the runner: the calls of one share its id, never a previous one's.
+      for (const end of ['commit', 'rollback'] as const) {
         await runner.startTransaction();
         await orders.save({ id: randomUUID() }, runner.manager);
-        await runner.commitTransaction();
+        await orders.save({ id: randomUUID() }, runner);
+        if (end === 'commit') await runner.commitTransaction();
+        else await runner.rollbackTransaction();
       }
+      await dataSource.transaction(async (manager) => {
+        await orders.save({ id: randomUUID() }, manager);
+        await orders.save({ id: randomUUID() }, manager);
+      });
       const ids = seen.map((s) => s.txId);
       expect(ids.every((id) => typeof id === 'string' && id.length > 0)).toBe(true);
-      expect(new Set(ids).size).toBe(ids.length);
+      const perTransaction = [...ids.slice(0, 5), ids[5], ids[7], ids[9]];
+      expect(new Set(perTransaction).size).toBe(8);
+      expect([ids[6], ids[8], ids[10]]).toEqual([ids[5], ids[7], ids[9]]);
       if (kind === 'postgres') {
         // The library's own transactions carry PostgreSQL's id of the transaction.
         for (const { txId, database } of seen.slice(0, 5)) expect(txId).toBe(database);

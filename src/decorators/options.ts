@@ -10,9 +10,13 @@ export interface CallOptions<M extends string = string> {
   op?: HistoryOp;
   /**
    * On a class: the methods to wrap and their operation. Default `{ save: 'create', update: 'update' }`,
-   * wrapped where present; a method listed here that the class lacks is a `DecoratorError`.
+   * wrapped where present. A `DecoratorError` when the class is defined: a method listed here
+   * that the class lacks; a class decorator that wraps no method; and, with both `@Versioned` and
+   * `@HistoryTracked` on the class, a method one of them wraps and the other does not (neither on
+   * the class nor on the method). `false` opts a method out explicitly, for a method the other
+   * decorator wraps on purpose alone: `@HistoryTracked(source, { methods: { save: 'create', deposit: false } })`.
    */
-  methods?: Readonly<Record<M, HistoryOp>>;
+  methods?: Readonly<Record<M, HistoryOp | false>>;
   /** Default `'version'`. */
   versionField?: string;
   /** Default `'timestamp'`. */

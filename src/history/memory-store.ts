@@ -19,7 +19,17 @@ export class MemoryHistoryStore extends HistoryStoreBase implements HistoryWrite
   readonly transactional = false;
   readonly #entries = new Map<string, HistoryEntry[]>();
 
-  save(entry: HistoryEntry): void {
+  /** Rejects (never throws) with a `VersionConflictError` when the entity already has this version, as every store does. */
+  save(entry: HistoryEntry): Promise<void> {
+    try {
+      this.#save(entry);
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #save(entry: HistoryEntry): void {
     // The same rules as the database stores, so that what works here works there.
     assertStorable(entry);
     const key = keyOf(entry.entityType, entry.entityId);

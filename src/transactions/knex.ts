@@ -2,6 +2,7 @@ import { TransactionStateError } from '../errors.js';
 import type { TransactionAdapter } from './adapter.js';
 import { isSqlConflict, isSqlTransient } from './orm-errors.js';
 import { transactionObjectId } from './orm-ids.js';
+import { joinWithSavepoint } from './savepoint.js';
 
 /**
  * The part of a Knex instance or transaction the adapter uses. Both are functions (query
@@ -16,12 +17,14 @@ export interface KnexLike {
   readonly isTransaction?: boolean;
   isCompleted?(): boolean;
   readonly client: { acquireConnection(): Promise<unknown> };
+  /** Raw SQL on the instance or transaction: the savepoints of joined calls. */
+  raw(sql: string): PromiseLike<unknown>;
   transaction<R>(work: (trx: KnexLike) => Promise<R>): Promise<R>;
 }
 
 function isKnex(session: unknown): session is KnexLike {
   if (typeof session !== 'function') return false;
-  const candidate = session as unknown as Partial<KnexLike> & { raw?: unknown; schema?: unknown };
+  const candidate = session as unknown as Partial<KnexLike> & { schema?: unknown };
   return (
     typeof candidate.transaction === 'function' &&
     typeof candidate.raw === 'function' &&
@@ -67,4 +70,6 @@ export const knexAdapter: TransactionAdapter<KnexLike> = Object.freeze({
   isTransient: isSqlTransient,
   transactionId: (session: KnexLike) => (isTransaction(session) ? transactionObjectId(session) : undefined),
   connection: (session: KnexLike) => (isTransaction(session) ? session.client.acquireConnection() : undefined),
+  join: <R>(session: KnexLike, work: () => Promise<R>): Promise<R> =>
+    joinWithSavepoint('knex', session, async (sql) => session.raw(sql), work),
 });

@@ -3,6 +3,7 @@ import { TransactionStateError } from '../errors.js';
 import type { TransactionAdapter } from './adapter.js';
 import { isSqlConflict, isSqlTransient } from './orm-errors.js';
 import { transactionObjectId } from './orm-ids.js';
+import { joinWithSavepoint } from './savepoint.js';
 
 /**
  * A compiled query as Kysely executes it (`CompiledQuery.raw(sql, parameters)`).
@@ -57,16 +58,19 @@ const ended = (session: KyselyLike): boolean => session.isCommitted === true || 
  * `{ rows }`, as a pg client does (PostgreSQL store, `$1` placeholders); `query({ sql }, values)`
  * resolves `[rows, fields]`, as a mysql2 connection does (MySQL store, `?` placeholders).
  */
+function runRaw(session: KyselyLike, sql: string, params: unknown[]) {
+  return session.executeQuery({
+    sql,
+    parameters: params,
+    query: { kind: 'RawNode', sqlFragments: [sql], parameters: [] },
+    queryId: { queryId: randomUUID() },
+  });
+}
+
 function queryableOf(session: KyselyLike): {
   query(text: string | { sql: string }, params?: unknown[]): Promise<unknown>;
 } {
-  const run = (sql: string, params: unknown[]) =>
-    session.executeQuery({
-      sql,
-      parameters: params,
-      query: { kind: 'RawNode', sqlFragments: [sql], parameters: [] },
-      queryId: { queryId: randomUUID() },
-    });
+  const run = (sql: string, params: unknown[]) => runRaw(session, sql, params);
   return {
     query: async (text, params = []) => {
       if (typeof text === 'string') return run(text, params);
@@ -110,4 +114,6 @@ export const kyselyAdapter: TransactionAdapter<KyselyLike> = Object.freeze({
   isTransient: isSqlTransient,
   transactionId: (session: KyselyLike) => (session.isTransaction ? transactionObjectId(session) : undefined),
   connection: (session: KyselyLike) => (session.isTransaction ? queryableOf(session) : undefined),
+  join: <R>(session: KyselyLike, work: () => Promise<R>): Promise<R> =>
+    joinWithSavepoint('kysely', session, (sql) => runRaw(session, sql, []), work),
 });

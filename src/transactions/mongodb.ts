@@ -1,5 +1,8 @@
-import { SessionEndedError } from '../errors.js';
+import { ambient } from '../context.js';
+import { SessionEndedError, TransactionStateError } from '../errors.js';
 import type { TransactionAdapter } from './adapter.js';
+import { joinSerially } from './savepoint.js';
+import { exclusively, heldByAnotherCall } from './session-lock.js';
 
 /**
  * The part of the MongoDB driver's `ClientSession` the library uses, declared here so the
@@ -34,7 +37,13 @@ const COMMIT_RETRIES = 2;
 /**
  * The built-in adapter for the MongoDB driver's `ClientSession`. It drives the transaction with
  * `startTransaction` / `commitTransaction` / `abortTransaction` rather than `withTransaction`,
- * whose own retry loop would hide transient failures from the library's.
+ * whose own retry loop would hide transient failures from the library's. A `ClientSession` holds
+ * one transaction at a time: concurrent decorated calls on one session run one after the other,
+ * each in its own transaction, rather than one joining (and being aborted with) the other's.
+ * MongoDB has no savepoints: a call that joins a transaction the caller started and fails aborts
+ * that whole transaction (so the caller's `commitTransaction` fails instead of committing half of
+ * the call) and rejects with a `TransactionStateError` (`TRANSACTION_ABORTED`) whose cause is the
+ * call's error.
  *
  * ```ts
  * const session = client.startSession();
@@ -44,19 +53,36 @@ const COMMIT_RETRIES = 2;
 export const mongodbAdapter: TransactionAdapter<MongoSessionLike> = {
   name: 'mongodb',
   matches: isMongoSession,
-  isActive: (session) => session.inTransaction(),
-  async run(session, work) {
-    if (session.hasEnded) throw new SessionEndedError('MongoDB ClientSession');
-    session.startTransaction();
-    let result: Awaited<ReturnType<typeof work>>;
-    try {
-      result = await work();
-    } catch (error) {
-      await abortQuietly(session);
-      throw error;
-    }
-    await commit(session);
-    return result;
+  isActive: (session) => session.inTransaction() && !heldByAnotherCall(session),
+  run(session, work) {
+    if (session.hasEnded) return Promise.reject(new SessionEndedError('MongoDB ClientSession'));
+    return exclusively(session, async () => {
+      if (session.hasEnded) throw new SessionEndedError('MongoDB ClientSession');
+      session.startTransaction();
+      let result: Awaited<ReturnType<typeof work>>;
+      try {
+        result = await work();
+      } catch (error) {
+        await abortQuietly(session);
+        throw error;
+      }
+      await commit(session);
+      return result;
+    });
+  },
+  join(session, work) {
+    // Inside a call of ours that holds the session (the one that owns the transaction, or an
+    // enclosing joined call), the error goes to that call as it is: the transaction is aborted
+    // either way, and that call reports it. Only the caller's own transaction needs the warning.
+    const enclosed = ambient()?.held?.has(session) === true;
+    return joinSerially(session, async () => {
+      try {
+        return await work();
+      } catch (error) {
+        await abortQuietly(session);
+        throw enclosed ? error : abortedByJoin(error);
+      }
+    });
   },
   isConflict(error) {
     const code = codeOf(error);
@@ -111,6 +137,18 @@ async function abortQuietly(session: MongoSessionLike): Promise<void> {
   } catch {
     // The server aborts an abandoned transaction on its own (transactionLifetimeLimitSeconds).
   }
+}
+
+function abortedByJoin(error: unknown): TransactionStateError {
+  const reason = error instanceof Error ? error.message : String(error);
+  return new TransactionStateError(
+    'mongodb',
+    'TRANSACTION_ABORTED',
+    `A decorated call inside your MongoDB transaction failed (${reason}). MongoDB has no savepoints to undo only ` +
+      'that call, so your whole transaction was aborted: commitTransaction will fail and nothing of it is kept. ' +
+      "Start the transaction again to retry; the call's own error is the cause.",
+    { cause: error },
+  );
 }
 
 function toHex(bytes: Uint8Array): string {

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { shared } from '../shared-state.js';
 
 // ORMs open one transaction object per transaction (a Knex trx, a Kysely Transaction, a Drizzle
-// tx, a TypeORM EntityManager), so a UUID attached to that object is the transaction's id.
-const ids = new WeakMap<object, string>();
+// tx), so a UUID attached to that object is the transaction's id. Only objects that stand for
+// one transaction may be given here: a reused one (TypeORM's runner.manager, a Drizzle database
+// over one pg Client) would hand its id to every later transaction.
+const ids = shared('orm-transaction-ids', () => new WeakMap<object, string>());
 
 /** @internal The txId of the transaction an ORM's transaction object stands for. */
 export function transactionObjectId(transaction: object): string {

@@ -1,4 +1,5 @@
 import type { TransactionAdapter } from './adapter.js';
+import { joinWithSavepoint } from './savepoint.js';
 
 /**
  * The part of a Prisma client (or of the transaction client of `$transaction(async (tx) => …)`)
@@ -107,4 +108,6 @@ export const prismaAdapter: TransactionAdapter<PrismaClientLike> = Object.freeze
     return typeof txId === 'string' ? txId : undefined;
   },
   connection: (client: PrismaClientLike) => (inTransaction(client) ? queryableOf(client) : undefined),
+  join: <R>(client: PrismaClientLike, work: () => Promise<R>): Promise<R> =>
+    joinWithSavepoint('prisma', client, (sql) => client.$executeRawUnsafe(sql), work),
 });

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { TransactionStateError } from '../errors.js';
+import { shared } from '../shared-state.js';
 import type { TransactionAdapter } from './adapter.js';
+import { joinWithSavepoint } from './savepoint.js';
 import { exclusively, heldByAnotherCall } from './session-lock.js';
 
 /**
@@ -44,7 +46,7 @@ function rollbackQuietly(db: SqliteDatabaseLike): void {
 }
 
 // SQLite has no transaction id of its own: each transaction the library begins gets a UUID.
-const transactionIds = new WeakMap<SqliteDatabaseLike, string>();
+const transactionIds = shared('sqlite-transaction-ids', () => new WeakMap<SqliteDatabaseLike, string>());
 
 /**
  * The built-in adapter for better-sqlite3 `Database` sessions. Its `db.transaction()` cannot
@@ -87,6 +89,15 @@ export const sqliteAdapter: TransactionAdapter<SqliteDatabaseLike> = Object.free
   isConflict: isSqliteConflict,
   isTransient: isSqliteTransient,
   transactionId: (db: SqliteDatabaseLike) => transactionIds.get(db),
+  join: <R>(db: SqliteDatabaseLike, work: () => Promise<R>): Promise<R> =>
+    joinWithSavepoint(
+      'better-sqlite3',
+      db,
+      async (sql) => {
+        db.exec(sql);
+      },
+      work,
+    ),
 });
 
 async function commitAfter<R>(db: SqliteDatabaseLike, work: () => Promise<R>): Promise<R> {

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { TransactionStateError } from '../errors.js';
+import { shared } from '../shared-state.js';
 import type { TransactionAdapter } from './adapter.js';
 import { isSqlConflict, isSqlTransient } from './orm-errors.js';
-import { transactionObjectId } from './orm-ids.js';
+import { joinWithSavepoint } from './savepoint.js';
 import { exclusively, heldByAnotherCall } from './session-lock.js';
 
 /**
@@ -14,7 +15,11 @@ import { exclusively, heldByAnotherCall } from './session-lock.js';
  */
 export interface TypeOrmQueryRunnerLike {
   readonly isTransactionActive: boolean;
+  /** The DataSource, whose `options.type` names the database (`'postgres'`: the txId is PostgreSQL's own). */
+  readonly connection?: { readonly options?: { readonly type?: unknown } };
   connect(): Promise<unknown>;
+  /** Runs raw SQL on the runner's connection: the savepoints of joined calls, the transaction id. */
+  query(sql: string): Promise<unknown>;
   startTransaction(): Promise<void>;
   commitTransaction(): Promise<void>;
   rollbackTransaction(): Promise<void>;
@@ -42,9 +47,21 @@ export interface TypeOrmManagerLike {
  */
 export type TypeOrmSession = TypeOrmQueryRunnerLike | TypeOrmManagerLike;
 
-// TypeORM has no transaction id of its own: a UUID per transaction the library starts on a
-// QueryRunner, and one per transaction EntityManager for transactions the caller opened.
-const ownedIds = new WeakMap<object, string>();
+// The txId of each transaction the library runs, keyed by its QueryRunner while it runs: on
+// PostgreSQL its pg_current_xact_id(), elsewhere a UUID. Deleted when the transaction ends, so no
+// later transaction on the runner (or on its one `manager`) can be given it.
+const ownedIds = shared('typeorm-transaction-ids', () => new WeakMap<object, string>());
+
+/**
+ * One query after START TRANSACTION on PostgreSQL: TypeORM sends START TRANSACTION alone, so the
+ * id cannot travel with it as it does on the pg adapter (about one round trip per call, see README).
+ */
+async function readTransactionId(runner: TypeOrmQueryRunnerLike): Promise<string> {
+  if (runner.connection?.options?.type !== 'postgres') return randomUUID();
+  const rows = await runner.query('SELECT pg_current_xact_id()::text AS id');
+  const id = Array.isArray(rows) ? (rows[0] as { id?: unknown } | undefined)?.id : undefined;
+  return typeof id === 'string' ? id : randomUUID();
+}
 
 const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object';
 
@@ -81,10 +98,64 @@ async function rollbackQuietly(runner: TypeOrmQueryRunnerLike): Promise<void> {
   }
 }
 
+// The txId of a transaction the caller began on a runner (`startTransaction()`, or
+// `dataSource.transaction()`), shared by the calls that join it: a UUID, since reading the
+// database's id would cost a round trip. A runner outlives its transactions, so the id is
+// forgotten when TypeORM ends the outermost one (commitTransaction / rollbackTransaction on the
+// runner, which the library wraps once per runner), and the next transaction gets a new one.
+const callerIds = shared('typeorm-caller-transaction-ids', () => new WeakMap<object, string>());
+const watched = shared('typeorm-watched-runners', () => new WeakSet<object>());
+
+function callerTransactionId(runner: TypeOrmQueryRunnerLike): string | undefined {
+  const known = callerIds.get(runner);
+  if (known !== undefined) return known;
+  // A runner whose end cannot be watched (frozen, say) gets no shared id: each call its own UUID.
+  if (!watchEnd(runner)) return undefined;
+  const id = randomUUID();
+  callerIds.set(runner, id);
+  return id;
+}
+
+function watchEnd(runner: TypeOrmQueryRunnerLike): boolean {
+  if (watched.has(runner)) return true;
+  try {
+    for (const name of ['commitTransaction', 'rollbackTransaction'] as const) {
+      const original = runner[name];
+      Object.defineProperty(runner, name, {
+        configurable: true,
+        writable: true,
+        enumerable: false,
+        value: async function ended(this: unknown): Promise<void> {
+          try {
+            await original.call(this);
+          } finally {
+            if (!runner.isTransactionActive) callerIds.delete(runner);
+          }
+        },
+      });
+    }
+  } catch {
+    return false;
+  }
+  watched.add(runner);
+  return true;
+}
+
+function closedError(): TransactionStateError {
+  return new TransactionStateError(
+    'typeorm',
+    'TRANSACTION_CLOSED',
+    'The TypeORM transaction this call was to join has already ended (committed or rolled back), so the call ' +
+      'cannot run inside it. Call the decorated method inside the transaction, or pass the DataSource or a ' +
+      'QueryRunner without a transaction so that the library begins one.',
+  );
+}
+
 async function runOnQueryRunner<R>(runner: TypeOrmQueryRunnerLike, work: () => Promise<R>): Promise<R> {
   await runner.startTransaction();
   let result: R;
   try {
+    ownedIds.set(runner, await readTransactionId(runner));
     result = await work();
   } catch (error) {
     await rollbackQuietly(runner);
@@ -118,7 +189,10 @@ async function runOnQueryRunner<R>(runner: TypeOrmQueryRunnerLike, work: () => P
  *   the method must write through the manager it is given.
  *
  * History goes through the same connection (`queryRunner.connect()`), so the built-in SQL stores
- * write into the same transaction. Unique violations are conflicts, serialization failures and
+ * write into the same transaction. A joined call runs inside a SAVEPOINT (see `join`). The txId of
+ * a transaction the library begins is PostgreSQL's `pg_current_xact_id()` (one query after START
+ * TRANSACTION), a UUID on other databases; the calls joining a transaction the caller began share
+ * one UUID, forgotten when TypeORM ends that transaction. Unique violations are conflicts, serialization failures and
  * deadlocks are retried, as for the database underneath.
  *
  * ```ts
@@ -137,7 +211,6 @@ export const typeormAdapter: TransactionAdapter<TypeOrmSession> = Object.freeze(
     const runner = runnerOf(session);
     if (runner !== undefined) {
       return exclusively(runner, async () => {
-        ownedIds.set(runner, randomUUID());
         try {
           return await runOnQueryRunner(runner, work);
         } finally {
@@ -145,17 +218,28 @@ export const typeormAdapter: TransactionAdapter<TypeOrmSession> = Object.freeze(
         }
       });
     }
-    return (session as TypeOrmManagerLike).transaction((manager) => work(manager));
+    return (session as TypeOrmManagerLike).transaction(async (manager) => {
+      const opened = manager.queryRunner;
+      if (opened === undefined) return work(manager);
+      try {
+        ownedIds.set(opened, await readTransactionId(opened));
+        return await work(manager);
+      } finally {
+        ownedIds.delete(opened);
+      }
+    });
   },
   isConflict: isSqlConflict,
   isTransient: isSqlTransient,
   transactionId: (session: TypeOrmSession) => {
     const runner = runnerOf(session);
-    if (runner === undefined || !runner.isTransactionActive) return undefined;
-    const owned = ownedIds.get(runner);
-    if (owned !== undefined || isQueryRunner(session)) return owned;
-    // dataSource.transaction() makes one EntityManager per transaction: its calls share one id.
-    return transactionObjectId(session);
+    if (runner?.isTransactionActive !== true) return undefined;
+    return ownedIds.get(runner) ?? callerTransactionId(runner);
   },
   connection: (session: TypeOrmSession) => runnerOf(session)?.connect(),
+  join: <R>(session: TypeOrmSession, work: () => Promise<R>): Promise<R> => {
+    const runner = runnerOf(session);
+    if (runner?.isTransactionActive !== true) return Promise.reject(closedError());
+    return joinWithSavepoint('typeorm', runner, (sql) => runner.query(sql), work);
+  },
 });

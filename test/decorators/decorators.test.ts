@@ -225,6 +225,111 @@ describe('decoration mistakes are DecoratorErrors when the class is defined', ()
     }).toThrow(/applied twice/);
   });
 
+  it('a class decorator that wraps no method: neither save nor update, and no methods listed', () => {
+    // What tsx, SWC and esbuild users get: no type error is ever reported to them.
+    const versioned = () => {
+      @(Versioned() as (target: unknown, context?: unknown) => void)
+      class Account {
+        async deposit(_order: Order) {}
+      }
+      return Account;
+    };
+    const tracked = () => {
+      @(HistoryTracked(new MemoryHistoryStore()) as (target: unknown, context?: unknown) => void)
+      class Account {
+        async deposit(_order: Order) {}
+      }
+      return Account;
+    };
+    expect(versioned).toThrow(DecoratorError);
+    expect(versioned).toThrow(/@Versioned on Account wraps no method.*has neither.*methods: \{ deposit: 'update' \}/);
+    expect(tracked).toThrow(/@HistoryTracked on Account wraps no method/);
+    expect(() =>
+      callDecorator(
+        Versioned({ methods: {} }),
+        class Empty {
+          async save(_order: Order) {}
+        },
+      ),
+    ).toThrow(/wraps no method: its methods option lists none/);
+  });
+
+  it.each([
+    ['@Versioned above', 'versioned-first'],
+    ['@HistoryTracked above', 'tracked-first'],
+  ])('a method one class decorator maps and the other does not, whichever order (%s)', (_, order) => {
+    const store = new MemoryHistoryStore();
+    const define = () => {
+      const versioned = Versioned({ methods: { save: 'create', deposit: 'update' } });
+      const tracked = HistoryTracked(store, { methods: { save: 'create' } });
+      if (order === 'versioned-first') {
+        @versioned
+        @tracked
+        class Account {
+          async save(_order: Order) {}
+          async deposit(_order: Order) {}
+        }
+        return Account;
+      }
+      @tracked
+      @versioned
+      class Account {
+        async save(_order: Order) {}
+        async deposit(_order: Order) {}
+      }
+      return Account;
+    };
+    expect(define).toThrow(DecoratorError);
+    expect(define).toThrow(
+      /@Versioned on Account wraps 'deposit', but @HistoryTracked on the same class does not.*versioned but write no history.*deposit: false/,
+    );
+  });
+
+  it('the reverse: history without versioning for a method only @HistoryTracked maps, with defaults on @Versioned', () => {
+    expect(() => {
+      @Versioned()
+      @HistoryTracked(new MemoryHistoryStore(), { methods: { save: 'create', deposit: 'update' } })
+      class Account {
+        async save(_order: Order) {}
+        async deposit(_order: Order) {}
+      }
+      return Account;
+    }).toThrow(/@HistoryTracked on Account wraps 'deposit', but @Versioned.*write history but not be versioned/);
+  });
+
+  it('no error when the other decorator covers the method on the method itself, or opts out with false', async () => {
+    const store = new MemoryHistoryStore();
+    @Versioned({ methods: { save: 'create', deposit: 'update', touch: 'update' }, requireSession: false })
+    @HistoryTracked(store, { methods: { save: 'create', touch: false }, requireSession: false })
+    class Account {
+      async save(_order: Order) {}
+      @HistoryTracked(store, { op: 'update', requireSession: false })
+      async deposit(_order: Order) {}
+      async touch(_order: Order) {}
+    }
+    const account = new Account();
+    const order = new Order('a1', 1);
+    await account.save(order);
+    await account.deposit(order);
+    await account.touch(order);
+    expect(order.version).toBe(3);
+    expect((await store.list('Order', 'a1')).map((e) => [e.version, e.op])).toEqual([
+      [1, 'create'],
+      [2, 'update'],
+    ]);
+  });
+
+  it('a class with only one of the two decorators may wrap what it likes', async () => {
+    const store = new MemoryHistoryStore();
+    @HistoryTracked(store, { methods: { deposit: 'update' }, requireSession: false })
+    class Ledger {
+      async deposit(_order: Order) {}
+    }
+    const order = Object.assign(new Order('l1', 1), { version: 4 });
+    await new Ledger().deposit(order);
+    expect((await store.latest('Order', 'l1'))?.version).toBe(4);
+  });
+
   it('a history source that is not one', () => {
     expect(() => HistoryTracked(42 as never)).toThrow(DecoratorError);
     expect(() => HistoryTracked({ write() {} } as never)).toThrow(DecoratorError);

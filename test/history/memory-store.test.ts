@@ -50,8 +50,13 @@ describe('MemoryHistoryStore', () => {
     expect(await asOf('2026-02-01T00:00:00Z')).toBe(2);
   });
 
-  it('enforces the unique (entityType, entityId, version) key with VersionConflictError', () => {
-    expect(() => store.save(entry(2, '2026-02-01T00:00:00Z'))).toThrow(VersionConflictError);
+  it('enforces the unique (entityType, entityId, version) key with VersionConflictError, as a rejection like every store', async () => {
+    let saving: Promise<void> | undefined;
+    expect(() => {
+      saving = store.save(entry(2, '2026-02-01T00:00:00Z'));
+    }).not.toThrow();
+    await expect(saving).rejects.toBeInstanceOf(VersionConflictError);
+    expect((await store.at('Order', 'o1', 2))?.timestamp).toEqual(new Date('2026-01-02T00:00:00Z'));
   });
 
   it('hands out copies, so readers cannot change what is stored', async () => {

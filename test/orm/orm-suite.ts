@@ -48,6 +48,11 @@ export interface OrmCase<S> {
   read(id: string): Promise<{ total: number; version: number } | undefined>;
 }
 
+/** A row as the user's code would write it outside any decorated call: version 0, a timestamp. */
+function row(id: string, total: number): Order {
+  return Object.assign(new Order(id, total), { version: 0, timestamp: new Date() });
+}
+
 class ControlledHistory implements HistoryWriter {
   failNext = false;
   sessions: unknown[] = [];
@@ -165,6 +170,90 @@ export function runOrmSuite<S>(orm: OrmCase<S>): void {
       expect(a?.txId).toBeDefined();
       if (orm.sharesCallerTxId) expect(a?.txId).toBe(b?.txId);
       else expect(a?.txId).not.toBe(b?.txId);
+    });
+
+    it('join: a joined piece of work that fails leaves none of its writes; the caller commits the rest', async () => {
+      const adapter = findAdapter(orm.root);
+      const join = adapter?.join;
+      if (adapter === undefined || join === undefined) throw new Error(`the ${orm.adapter} adapter has no join`);
+      const run = <R>(tx: S, work: () => Promise<R>) => join.call(adapter, tx, work);
+      const before = row(orderId(), 1);
+      const dropped = row(orderId(), 2);
+      const outer = row(orderId(), 3);
+      const inner = row(orderId(), 4);
+      const after = row(orderId(), 5);
+      await orm.transaction(async (tx) => {
+        await orm.insert(tx, before);
+        await expect(
+          run(tx, async () => {
+            await orm.insert(tx, dropped);
+            throw new Error('the joined work failed');
+          }),
+        ).rejects.toThrow('the joined work failed');
+        // A database error inside the work (PostgreSQL then refuses every statement until rolled back).
+        await expect(run(tx, () => orm.insert(tx, row(before.id, 9)))).rejects.toBeDefined();
+        // Nested joins: the inner one's failure takes only its own writes.
+        expect(
+          await run(tx, async () => {
+            await orm.insert(tx, outer);
+            await expect(
+              run(tx, async () => {
+                await orm.insert(tx, inner);
+                throw new Error('the inner work failed');
+              }),
+            ).rejects.toThrow('the inner work failed');
+            return 'outer done';
+          }),
+        ).toBe('outer done');
+        await orm.insert(tx, after);
+      });
+      expect(await orm.read(before.id)).toEqual({ total: 1, version: 0 });
+      expect(await orm.read(dropped.id)).toBeUndefined();
+      expect(await orm.read(outer.id)).toEqual({ total: 3, version: 0 });
+      expect(await orm.read(inner.id)).toBeUndefined();
+      expect(await orm.read(after.id)).toEqual({ total: 5, version: 0 });
+    });
+
+    it('join: concurrent joined work on one transaction runs one after the other, so one failure takes no other’s writes', async () => {
+      const adapter = findAdapter(orm.root);
+      const join = adapter?.join;
+      if (adapter === undefined || join === undefined) throw new Error(`the ${orm.adapter} adapter has no join`);
+      const failing = row(orderId(), 1);
+      const kept = row(orderId(), 2);
+      const order: string[] = [];
+      await orm.transaction(async (tx) => {
+        const results = await Promise.allSettled([
+          join.call(adapter, tx, async () => {
+            order.push('first starts');
+            await orm.insert(tx, failing);
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            order.push('first fails');
+            throw new Error('first failed');
+          }),
+          join.call(adapter, tx, async () => {
+            order.push('second starts');
+            await orm.insert(tx, kept);
+            return 'second done';
+          }),
+        ]);
+        expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+      });
+      expect(order).toEqual(['first starts', 'first fails', 'second starts']);
+      expect(await orm.read(failing.id)).toBeUndefined();
+      expect(await orm.read(kept.id)).toEqual({ total: 2, version: 0 });
+    });
+
+    it('a decorated call joined to the caller’s transaction that fails keeps nothing; the caller commits the rest (needs the pipeline to call join)', async () => {
+      const before = row(orderId(), 1);
+      const failed = new Order(orderId(), 2);
+      await orm.transaction(async (tx) => {
+        await orm.insert(tx, before);
+        history.failNext = true;
+        await expect(orders.save(failed, tx)).rejects.toThrow('history disk full');
+      });
+      expect(await orm.read(before.id)).toEqual({ total: 1, version: 0 });
+      expect(await orm.read(failed.id)).toBeUndefined();
+      expect(await orm.store.list('Order', failed.id)).toEqual([]);
     });
 
     it('a guarded update of a stale version is a VersionConflictError and changes nothing', async () => {

@@ -38,6 +38,20 @@ export class ListedMethods {
   async store(_order: Order): Promise<void> {}
 }
 
+// Accepted: an explicit opt-out (false) of a method the other class decorator wraps alone.
+@Versioned({ methods: { save: 'create', touch: 'update' } })
+@HistoryTracked(store, { methods: { save: 'create', touch: false } })
+export class OptsOut {
+  async save(_order: Order): Promise<void> {}
+  async touch(_order: Order): Promise<void> {}
+}
+
+// @ts-expect-error a method's operation is an op or false, nothing else
+@HistoryTracked(store, { methods: { save: true } })
+export class RejectsTrueOptOut {
+  async save(_order: Order): Promise<void> {}
+}
+
 export class RejectsSyncMethod {
   // @ts-expect-error a decorated method must return a Promise
   @Versioned()

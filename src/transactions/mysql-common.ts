@@ -10,6 +10,7 @@ export const SERVER_STATUS_IN_TRANS = 1;
 const ER_DUP_ENTRY = 1062;
 const ER_LOCK_WAIT_TIMEOUT = 1205;
 const ER_LOCK_DEADLOCK = 1213;
+const ER_SP_DOES_NOT_EXIST = 1305;
 
 /**
  * What the mysql2 and mariadb promise connections have in common: the three transaction
@@ -46,13 +47,16 @@ export interface MysqlDriverTraits<C extends MysqlTransactionalConnection> {
    * last statement: `false` when it has ended for sure, `true` when it is open for sure,
    * `undefined` when only asking the server tells.
    */
-  knownOpen(session: C, last: LastStatement | undefined, purpose: 'history' | 'commit'): boolean | undefined;
+  knownOpen(session: C, last: LastStatement | undefined, purpose: Purpose): boolean | undefined;
   /**
    * A value that stays the same while no transaction can have ended on the connection (so two
    * reads that agree prove one transaction lasted between them); `undefined` when unknown.
    */
   joinMarker(session: C): unknown;
 }
+
+/** @internal When the library checks that the transaction is open: before the history INSERT, before COMMIT, after the method failed. */
+export type Purpose = 'history' | 'commit' | 'failure';
 
 /** @internal The server status flags after the library's last statement on a connection, and what it was. */
 export interface LastStatement {
@@ -68,7 +72,9 @@ interface Tracked {
   /** Whether the caller began it (the call joined it) rather than the library. */
   readonly joined: boolean;
   last: LastStatement | undefined;
-  check(purpose: 'history' | 'commit'): Promise<void>;
+  check(purpose: Purpose, cause?: unknown): Promise<void>;
+  /** After `work` failed: whether the transaction is known to have ended (asking the server when needed). */
+  endedAfterFailure(): Promise<boolean>;
   note(result: unknown, what: LastStatement['what']): void;
 }
 
@@ -175,14 +181,23 @@ export function createMysqlFamilyAdapter<C extends MysqlTransactionalConnection>
       adapter: traits.name,
       joined,
       last: undefined,
-      check: async (purpose) => {
+      check: async (purpose, cause) => {
         let open = traits.knownOpen(session, entry.last, purpose);
         if (open === undefined) {
           const status = await traits.probe(session);
           entry.last = { status, marker: traits.joinMarker(session), what: 'probe' };
           open = (status & SERVER_STATUS_IN_TRANS) !== 0;
         }
-        if (!open) throw endedError(traits.name, entry.joined, purpose);
+        if (!open) throw endedError(traits.name, entry.joined, purpose, cause);
+      },
+      endedAfterFailure: async () => {
+        try {
+          await entry.check('failure');
+          return false;
+        } catch (error) {
+          // A probe that failed (a lost connection) proves nothing: the method's error is reported.
+          return error instanceof TransactionStateError;
+        }
       },
       note: (result, what) => {
         const status = traits.statusAfter(session, result);
@@ -202,12 +217,15 @@ export function createMysqlFamilyAdapter<C extends MysqlTransactionalConnection>
     try {
       return await work();
     } catch (error) {
+      let gone = false;
       try {
         entry.note(await session.query(`ROLLBACK TO SAVEPOINT ${name}`), 'savepoint');
-      } catch {
+      } catch (rollbackError) {
         // 1305 (no such savepoint): the transaction itself is gone (a deadlock rolled it back, or
-        // it was committed); the error that made us roll back is the one to report.
+        // a statement committed it).
+        gone = errnoOf(rollbackError) === ER_SP_DOES_NOT_EXIST;
       }
+      if (gone && !keepsTransaction(error)) throw endedError(traits.name, entry.joined, 'failure', error);
       throw error;
     } finally {
       if (depth === 1) savepointDepth.delete(connection);
@@ -256,7 +274,9 @@ export function createMysqlFamilyAdapter<C extends MysqlTransactionalConnection>
         result = await work();
         await entry.check('commit');
       } catch (error) {
+        const ended = keepsTransaction(error) ? false : await entry.endedAfterFailure();
         await rollbackQuietly(session);
+        if (ended) throw endedError(traits.name, false, 'failure', error);
         throw error;
       }
       try {
@@ -321,6 +341,14 @@ export function createMysqlFamilyAdapter<C extends MysqlTransactionalConnection>
   });
 }
 
+/**
+ * Errors reported as they are even when the transaction is gone: a deadlock or lock wait timeout
+ * (retried by a call that owns its transaction), the library's own TRANSACTION_CLOSED.
+ */
+function keepsTransaction(error: unknown): boolean {
+  return isLockFailure(error) || error instanceof TransactionStateError;
+}
+
 /** Whether the server has a transaction open on the connection, asking it when the driver does not know. */
 async function inTransaction<C extends MysqlTransactionalConnection>(
   traits: MysqlDriverTraits<C>,
@@ -330,18 +358,23 @@ async function inTransaction<C extends MysqlTransactionalConnection>(
   return ((await traits.probe(session)) & SERVER_STATUS_IN_TRANS) !== 0;
 }
 
-function endedError(adapter: string, joined: boolean, purpose: 'history' | 'commit'): TransactionStateError {
+function endedError(adapter: string, joined: boolean, purpose: Purpose, cause?: unknown): TransactionStateError {
   const whose = joined ? 'The transaction you began on the connection' : 'The transaction the library began';
-  const when =
-    purpose === 'history'
-      ? 'before the history entry was written, so none was: the library never writes history outside the transaction'
-      : joined
-        ? 'so the call does not report success'
-        : 'before the library could commit it, so the call does not report success';
+  const when = {
+    history:
+      'had already ended when the decorated method returned, before the history entry was written, so none was: ' +
+      'the library never writes history outside the transaction.',
+    commit: joined
+      ? 'had already ended when the decorated method returned, so the call does not report success.'
+      : 'had already ended when the decorated method returned, before the library could commit it, so the call does not report success.',
+    failure:
+      'had already ended inside the decorated method, which then failed (see cause), so no history was written and ' +
+      'rolling back could not undo what the method wrote before the transaction ended.',
+  }[purpose];
   return new TransactionStateError(
     adapter,
     'TRANSACTION_CLOSED',
-    `${whose} had already ended when the decorated method returned, ${when}. ` +
+    `${whose} ${when} ` +
       'Either the method caught a deadlock (1213) or lock wait timeout that made InnoDB roll the whole transaction back ' +
       '(the writes before it are gone), or a statement that commits implicitly (CREATE, ALTER, DROP, TRUNCATE, RENAME, ' +
       'LOCK TABLES) or a COMMIT or ROLLBACK ran on the connection (what was written before it was committed or rolled back ' +
@@ -349,5 +382,6 @@ function endedError(adapter: string, joined: boolean, purpose: 'history' | 'comm
       "The entity's version and timestamp were restored. " +
       'Let deadlock errors propagate out of decorated methods (a call that owns its transaction retries them), run DDL ' +
       'outside them, and do not end the transaction inside one; re-read the entity to see what the database holds.',
+    cause === undefined ? undefined : { cause },
   );
 }

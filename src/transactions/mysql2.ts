@@ -90,6 +90,11 @@ function bytesWritten(session: Mysql2ConnectionLike): number | undefined {
  * `DO 0` and reads SERVER_STATUS_IN_TRANS from its OK packet: one round trip per transaction the
  * library begins, exact whoever opened the transaction. A transaction the caller opened is joined;
  * consecutive calls joining it share one txId when the connection sent nothing between them.
+ * For the same reason, before the history INSERT the adapter sends `DO 0` again: the method may
+ * have caught a deadlock (InnoDB rolled the transaction back) or run DDL (which commits), and the
+ * INSERT must not run in autocommit. The check before COMMIT reads the INSERT's own OK packet for
+ * free when the connection has sent nothing since (`stream.bytesWritten`).
+ * A `mysql` (mysqljs) connection is recognised only to be refused with `UnsupportedSessionError`.
  *
  * ```ts
  * const connection = await pool.getConnection();

@@ -400,6 +400,32 @@ export function runMysqlSafetySuite<C extends MysqlQueryable, P>(kit: MysqlDrive
       expect(await countRows(kit, pool, historyTable, 'Order', id)).toBe(0);
     });
 
+    it('a nested decorated call that fails is undone to its savepoint; the outer call catches it and commits its own work', async () => {
+      // Passes once the pipeline hands nested calls to adapter.join (the lead's pipeline change).
+      const inner = orderService();
+      inner.during = async () => {
+        throw new Error('inner fails after its write');
+      };
+      const [outerId, innerId] = [orderId(), orderId()];
+      @Versioned()
+      @HistoryTracked(store)
+      class OuterService {
+        async save(order: Order, session: C): Promise<void> {
+          await bound(session, `INSERT INTO ${ordersTable} (id, total, version) VALUES (?, ?, ?)`, [
+            order.id,
+            order.total,
+            order.version ?? null,
+          ]);
+          await expect(inner.save({ id: innerId, total: 2 }, session)).rejects.toThrow('inner fails');
+        }
+      }
+      await withConnection((connection) => new OuterService().save({ id: outerId, total: 1 }, connection));
+      expect(await orderRow(outerId)).toBeDefined();
+      expect(await orderRow(innerId)).toBeUndefined();
+      expect(await countRows(kit, pool, historyTable, 'Order', outerId)).toBe(1);
+      expect(await countRows(kit, pool, historyTable, 'Order', innerId)).toBe(0);
+    });
+
     it('adapter.join runs work after a savepoint: a failure rolls back to it, a success stays, the outer transaction commits', async () => {
       const { adapter } = kit;
       const [outerRow, failedRow, keptRow] = [orderId(), orderId(), orderId()];

@@ -199,7 +199,12 @@ const CUTS: readonly {
 }[] = [
   {
     kind: 'proxy cuts before the history insert',
-    decide: (history) => (chunk) => (chunk.includes(history) && chunk.includes('INSERT') ? 'cut-before' : 'forward'),
+    // The INSERT's text, or (MySQL, whose store runs it as a prepared statement that the connection
+    // caches) a COM_STMT_EXECUTE (0x17) carrying the entry's entity type, which only that statement binds.
+    decide: (history) => (chunk) =>
+      (chunk.includes(history) && chunk.includes('INSERT')) || (chunk[4] === 0x17 && chunk.includes('Account'))
+        ? 'cut-before'
+        : 'forward',
     mayCommit: false,
   },
   {

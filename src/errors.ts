@@ -124,12 +124,15 @@ export class MissingSessionError extends EventHistoryError {
 export class UnsupportedSessionError extends EventHistoryError {
   readonly sessionType: string;
 
-  constructor(sessionType: string, known: readonly string[]) {
+  /** `advice`, when given, replaces the general advice: what to pass instead of this kind of session. */
+  constructor(sessionType: string, known: readonly string[], options?: { advice?: string }) {
     super(
       'UNSUPPORTED_SESSION',
-      `No transaction adapter recognises a session of type ${sessionType} (adapters tried: ${known.join(', ') || 'none'}). ` +
-        'Pass the driver session itself (a MongoDB ClientSession, a pg client, a mysql connection, a better-sqlite3 Database), ' +
-        'or register an adapter for this type with registerTransactionAdapter({ name, matches, isActive, run }).',
+      options?.advice === undefined
+        ? `No transaction adapter recognises a session of type ${sessionType} (adapters tried: ${known.join(', ') || 'none'}). ` +
+            'Pass the driver session itself (a MongoDB ClientSession, a pg client, a mysql connection, a better-sqlite3 Database), ' +
+            'or register an adapter for this type with registerTransactionAdapter({ name, matches, isActive, run }).'
+        : `A session of type ${sessionType} is not supported. ${options.advice}`,
     );
     this.sessionType = sessionType;
   }

@@ -2,9 +2,17 @@ import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEn
 import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
-import { isDuplicateEntry } from '../transactions/mysql-common.js';
+import { afterHistoryWrite, beforeHistoryWrite, isDuplicateEntry } from '../transactions/mysql-common.js';
 import { connectionOf } from '../transactions/registry.js';
-import { type MysqlCallbackQueryable, type MysqlQueryable, queryableOf, runQuery, selectRows } from './query.js';
+import {
+  callbackDriverError,
+  callbackDriverOf,
+  type MysqlCallbackQueryable,
+  type MysqlQueryable,
+  queryableOf,
+  runQuery,
+  selectRows,
+} from './query.js';
 
 /**
  * Options of {@link MysqlHistoryStore}.
@@ -74,6 +82,8 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
 
   constructor(connection: MysqlQueryable | MysqlCallbackQueryable, options: MysqlHistoryStoreOptions = {}) {
     super();
+    const callbackDriver = callbackDriverOf(connection);
+    if (callbackDriver !== undefined) throw callbackDriverError('MysqlHistoryStore', callbackDriver);
     const db = queryableOf(connection);
     if (db === undefined) {
       throw new TypeError(
@@ -126,7 +136,10 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
    * ```
    */
   async save(entry: HistoryEntry, session?: MysqlQueryable): Promise<void> {
-    const through = session == null ? this.#db : queryableOf(await connectionOf(session));
+    const target = session == null ? undefined : await connectionOf(session);
+    const callbackDriver = callbackDriverOf(target);
+    if (callbackDriver !== undefined) throw callbackDriverError('MysqlHistoryStore.save', callbackDriver);
+    const through = session == null ? this.#db : queryableOf(target);
     if (through === undefined) {
       throw new TypeError(
         'MysqlHistoryStore.save was given a session without query(sql, values). Pass the mysql2/promise or mariadb ' +
@@ -146,8 +159,11 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
     }
     const params = entryToParams(entry);
     params[TIMESTAMP_INDEX] = utcText(entry.timestamp, 'MysqlHistoryStore.save needs an entry with a valid timestamp');
+    // Never in autocommit when the call's transaction ended inside the method (a caught deadlock, DDL).
+    if (session != null) await beforeHistoryWrite(session);
     try {
-      await runQuery(through, this.#sql.insert, params);
+      const result = await runQuery(through, this.#sql.insert, params);
+      if (session != null) afterHistoryWrite(session, result);
     } catch (error) {
       if (session == null && isDuplicateEntry(error)) {
         throw versionTaken(entry, error);
@@ -170,7 +186,10 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
     if (opts.limit === undefined || opts.limit === Number.POSITIVE_INFINITY) {
       return this.#entries(desc ? this.#sql.listDesc : this.#sql.list, [entityType, entityId, from, to]);
     }
-    const limit = Math.max(0, Math.trunc(opts.limit)) || 0;
+    const count = Math.max(0, Math.trunc(opts.limit)) || 0;
+    // As text to a prepared statement: MySQL 8.0.22+ refuses a DOUBLE (how mysql2 may send a
+    // number) as its LIMIT; interpolated by a wrapper's query(), a number.
+    const limit = typeof this.#db.execute === 'function' ? String(count) : count;
     const sql = desc ? this.#sql.listDescLimited : this.#sql.listLimited;
     return this.#entries(sql, [entityType, entityId, from, to, limit]);
   }

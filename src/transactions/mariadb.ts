@@ -44,7 +44,11 @@ function flaggedInTransaction(session: MariadbConnectionLike): boolean {
  * itself (an autocommit statement that failed leaves it set with no transaction open). Joining
  * such a phantom transaction would write the entity and its history without one, so in that case
  * the adapter sends `DO 0`, whose OK packet refreshes the flags, and joins only a real transaction.
- * The flag also shows, for free, a transaction ended inside the call. Each call joining a
+ * The flag also shows, for free, a transaction ended inside the call when it is clear. When it is
+ * set, the same doubt holds after the method ran (a deadlock it caught rolled the transaction back
+ * and left the flag set), so before the history INSERT the adapter refreshes it with `DO 0`: one
+ * round trip per call, without which the INSERT could run in autocommit; the commit check then
+ * reads the flag of the INSERT's own OK packet for free. Each call joining a
  * transaction of the caller gets a txId of its own: telling that two such calls ran in one
  * transaction would take patching the driver's connection objects, which the library does not do.
  *
@@ -59,11 +63,17 @@ export const mariadbAdapter: TransactionAdapter<MariadbConnectionLike> =
     matches: isMariadbConnection,
     // One `info` object per physical connection, whichever wrapper the pool handed out.
     connectionOf: (session) => session.info ?? session,
-    inTransaction: async (session) => {
-      if (!flaggedInTransaction(session)) return false;
+    probe: async (session) => {
       await session.query('DO 0');
-      return flaggedInTransaction(session);
+      return session.info?.status ?? 0;
     },
-    stillInTransaction: flaggedInTransaction,
+    statusAfter: (session) => session.info?.status ?? undefined,
+    // A clear flag is exact. A set one may be the driver's own after an error packet (a caught
+    // deadlock leaves it set with the transaction gone), except right after the library's
+    // history INSERT, the last statement of a call, when the commit check reads it.
+    knownOpen: (session, last, purpose) => {
+      if (!flaggedInTransaction(session)) return false;
+      return purpose === 'commit' && last?.what === 'history' ? true : undefined;
+    },
     joinMarker: () => undefined,
   });

@@ -2,7 +2,7 @@ import * as mariadb from 'mariadb';
 import type { TransactionAdapter } from '../../src/index.js';
 import type { MysqlQueryable } from '../../src/mysql/index.js';
 import { mariadbAdapter } from '../../src/mysql/index.js';
-import { type ConnectOptions, connectionOptions, type MysqlDriverKit, MysqlFixture } from './support.js';
+import { addSqlModes, type ConnectOptions, connectionOptions, type MysqlDriverKit, MysqlFixture } from './support.js';
 
 type Target = mariadb.Pool | mariadb.Connection;
 
@@ -10,6 +10,7 @@ function settings(options: ConnectOptions = {}) {
   return {
     ...connectionOptions(),
     ...(options.timezone === undefined ? {} : { timezone: options.timezone }),
+    ...(options.sqlModes?.length ? { initSql: addSqlModes(options.sqlModes) } : {}),
     ...options.driver,
   };
 }

@@ -7,10 +7,12 @@ import { findAdapter } from '../../src/transactions/registry.js';
 import { orderId, runBehaviourSuite } from '../integration/behaviour.js';
 import { MariadbFixture, mariadbKit } from './mariadb-fixture.js';
 import { runMysqlSuite } from './mysql-suite.js';
+import { runMysqlSafetySuite } from './safety-suite.js';
 import { connectionOptions, describeMysql, uniqueTable } from './support.js';
 
 runBehaviourSuite(new MariadbFixture());
 runMysqlSuite(mariadbKit);
+runMysqlSafetySuite(mariadbKit);
 
 describeMysql('MySQL (mariadb): driver specifics', () => {
   const table = uniqueTable('eh_mariadb');
@@ -37,6 +39,8 @@ describeMysql('MySQL (mariadb): driver specifics', () => {
     try {
       expect(findAdapter(connection)).toBeUndefined();
       expect(mysql2Adapter.matches(connection)).toBe(false);
+      // Its query(sql, values, callback) returns no promise: a store over it would never see a failure.
+      expect(() => new MysqlHistoryStore(connection as never)).toThrow(/mariadb's promise API/);
     } finally {
       connection.end(() => {});
     }

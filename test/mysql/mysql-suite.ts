@@ -9,6 +9,7 @@ import {
   Versioned,
 } from '../../src/index.js';
 import { MysqlHistoryStore, type MysqlQueryable, mariadbAdapter, mysql2Adapter } from '../../src/mysql/index.js';
+import { runQuery } from '../../src/mysql/query.js';
 import { findAdapter } from '../../src/transactions/registry.js';
 import { orderId } from '../integration/behaviour.js';
 import { countRows, describeMysql, type MysqlDriverKit, uniqueTable } from './support.js';
@@ -547,6 +548,10 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
           sent.push({ sql: options.sql, values: values ?? [] });
           return target.query(options, values);
         },
+        execute: (options, values) => {
+          sent.push({ sql: options.sql, values: values ?? [] });
+          return target.execute?.(options, values) ?? Promise.reject(new Error('the driver has no execute'));
+        },
       };
       // The store tells the drivers apart by `batch`, which only mariadb pools have.
       if (typeof target.batch === 'function') recording.batch = target.batch;
@@ -582,7 +587,7 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
         expect(result, name).toBeDefined();
         const [query] = sent;
         if (query === undefined) throw new Error(`${name} sent no query`);
-        const plan = (await exec(pool, `EXPLAIN ${query.sql}`, query.values)) as {
+        const plan = (await runQuery(kit.queryable(pool), `EXPLAIN ${query.sql}`, query.values)) as {
           type: string;
           key: string | null;
           Extra: string | null;
@@ -610,7 +615,7 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
       expect((await explained.asOf('Order', 'long', new Date(start + 450_500)))?.version).toBe(450);
       const [asOfQuery] = sent;
       if (asOfQuery === undefined) throw new Error('asOf sent no query');
-      const [longPlan] = (await exec(pool, `EXPLAIN ${asOfQuery.sql}`, asOfQuery.values)) as {
+      const [longPlan] = (await runQuery(kit.queryable(pool), `EXPLAIN ${asOfQuery.sql}`, asOfQuery.values)) as {
         key: string | null;
         Extra: string | null;
       }[];

@@ -2,7 +2,7 @@ import mysql from 'mysql2/promise';
 import type { TransactionAdapter } from '../../src/index.js';
 import type { MysqlQueryable } from '../../src/mysql/index.js';
 import { mysql2Adapter } from '../../src/mysql/index.js';
-import { type ConnectOptions, connectionOptions, type MysqlDriverKit, MysqlFixture } from './support.js';
+import { addSqlModes, type ConnectOptions, connectionOptions, type MysqlDriverKit, MysqlFixture } from './support.js';
 
 type Target = mysql.Pool | mysql.Connection;
 
@@ -26,9 +26,19 @@ export const mysql2Kit: MysqlDriverKit<mysql.PoolConnection, mysql.Pool> = {
     supportBigNumbers: true,
     bigNumberStrings: true,
   },
-  createPool: (options) => mysql.createPool({ ...settings(options), connectionLimit: 8 }),
+  createPool: (options) => {
+    const pool = mysql.createPool({ ...settings(options), connectionLimit: 8 });
+    const modes = options?.sqlModes;
+    // Queued on the new connection before anything the pool hands it out for.
+    if (modes?.length) pool.pool.on('connection', (connection) => connection.query(addSqlModes(modes)));
+    return pool;
+  },
   // A single connection behaves like a pooled one for everything the tests do.
-  connect: async (options) => (await mysql.createConnection(settings(options))) as mysql.PoolConnection,
+  connect: async (options) => {
+    const connection = (await mysql.createConnection(settings(options))) as mysql.PoolConnection;
+    if (options?.sqlModes?.length) await connection.query(addSqlModes(options.sqlModes));
+    return connection;
+  },
   getConnection: (pool) => pool.getConnection(),
   release: async (connection) => connection.release(),
   close: (connection) => connection.end(),

@@ -7,10 +7,12 @@ import { findAdapter } from '../../src/transactions/registry.js';
 import { orderId, runBehaviourSuite } from '../integration/behaviour.js';
 import { runMysqlSuite } from './mysql-suite.js';
 import { Mysql2Fixture, mysql2Kit } from './mysql2-fixture.js';
+import { runMysqlSafetySuite } from './safety-suite.js';
 import { connectionOptions, countRows, describeMysql, uniqueTable } from './support.js';
 
 runBehaviourSuite(new Mysql2Fixture());
 runMysqlSuite(mysql2Kit);
+runMysqlSafetySuite(mysql2Kit);
 
 describeMysql('MySQL (mysql2): callback-API objects', () => {
   const table = uniqueTable('eh_callback');

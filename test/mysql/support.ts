@@ -57,6 +57,14 @@ export interface ConnectOptions {
   readonly timezone?: string;
   /** Further driver options, passed as they are. */
   readonly driver?: Readonly<Record<string, unknown>>;
+  /** Modes added to the session's `sql_mode` on every connection, e.g. `'NO_BACKSLASH_ESCAPES'`. */
+  readonly sqlModes?: readonly string[];
+}
+
+/** The statement that adds `modes` to a session's sql_mode. */
+export function addSqlModes(modes: readonly string[]): string {
+  for (const mode of modes) if (!/^[A-Z_]+$/.test(mode)) throw new Error(`not a sql_mode: ${mode}`);
+  return `SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), '${modes.join(',')}')`;
 }
 
 /**

@@ -1,3 +1,4 @@
+import * as mariadb from 'mariadb';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConnectionLostError, EventHistoryError, HistoryWriteError, TransactionStateError } from '../../src/index.js';
@@ -198,7 +199,12 @@ const CUTS: readonly {
 }[] = [
   {
     kind: 'proxy cuts before the history insert',
-    decide: (history) => (chunk) => (chunk.includes(history) && chunk.includes('INSERT') ? 'cut-before' : 'forward'),
+    // The INSERT's text, or (MySQL, whose store runs it as a prepared statement that the connection
+    // caches) a COM_STMT_EXECUTE (0x17) carrying the entry's entity type, which only that statement binds.
+    decide: (history) => (chunk) =>
+      (chunk.includes(history) && chunk.includes('INSERT')) || (chunk[4] === 0x17 && chunk.includes('Account'))
+        ? 'cut-before'
+        : 'forward',
     mayCommit: false,
   },
   {
@@ -317,6 +323,144 @@ describe.runIf(runsHere(POSTGRES_URL === undefined ? 'DATABASE_URL is not set' :
         for (const op of ['create', 'update'] as const) {
           // The call's entity carries the note the trigger refuses.
           expect(await injectOnce(target, services, kind, op, undefined, 'refused at commit')).toBe('none');
+        }
+      }
+    });
+  },
+);
+
+/**
+ * MariaDB: the transaction ends inside the decorated method, which goes on as if nothing
+ * happened. A deadlock it catches (InnoDB rolled the whole transaction back, the connection is in
+ * autocommit) must fail the call with TRANSACTION_CLOSED and leave nothing, the history INSERT
+ * never running in autocommit. A statement that commits implicitly (DDL) commits the entity
+ * write before it, which nothing can undo: the call must fail with TRANSACTION_CLOSED, and the
+ * history must hold nothing the library did not report (no entry for the failed call's version).
+ */
+describe.runIf(runsHere(MARIADB_URL === undefined ? 'MYSQL_URL is not set' : undefined))(
+  'mariadb: the transaction ends inside the method',
+  () => {
+    let target: Target;
+    let services: FaultContext['services'];
+    let side: mariadb.Pool;
+    const locks = uniqueName('rel_locks');
+    const weight = uniqueName('rel_weight');
+    const ddl = uniqueName('rel_ddl');
+
+    beforeAll(async () => {
+      target = (await openMariadb()) as Target;
+      services = accountServices(target);
+      const url = new URL(MARIADB_URL ?? '');
+      side = mariadb.createPool({
+        host: url.hostname,
+        port: Number(url.port || 3306),
+        user: decodeURIComponent(url.username || 'root'),
+        password: decodeURIComponent(url.password),
+        database: decodeURIComponent(url.pathname.slice(1)),
+        connectionLimit: 2,
+      });
+      await side.query(`CREATE TABLE ${locks} (id INT PRIMARY KEY, n INT NOT NULL) ENGINE=InnoDB`);
+      await side.query(`INSERT INTO ${locks} VALUES (1, 0), (2, 0)`);
+      await side.query(`CREATE TABLE ${weight} (id INT PRIMARY KEY) ENGINE=InnoDB`);
+    });
+    afterAll(async () => {
+      await side?.query(`DROP TABLE IF EXISTS ${locks}, ${weight}, ${ddl}`);
+      await side?.end();
+      await target?.close();
+    });
+
+    /**
+     * Makes the session a deadlock victim and swallows the 1213: `other` has inserted many rows
+     * (so InnoDB rolls back the session, the lighter one) and locks row 2; the session locks row 1;
+     * each then asks for the other's row.
+     */
+    async function caughtDeadlock(session: unknown): Promise<void> {
+      const connection = session as mariadb.PoolConnection;
+      const other = await side.getConnection();
+      try {
+        await other.beginTransaction();
+        await other.query(
+          `INSERT INTO ${weight} (id) VALUES ${Array.from({ length: 200 }, (_, i) => `(${i})`).join(', ')}`,
+        );
+        await other.query(`UPDATE ${locks} SET n = n + 1 WHERE id = 2`);
+        await connection.query(`UPDATE ${locks} SET n = n + 1 WHERE id = 1`);
+        const otherWaits = other.query(`UPDATE ${locks} SET n = n + 1 WHERE id = 1`);
+        const caught = await connection.query(`UPDATE ${locks} SET n = n + 1 WHERE id = 2`).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        await otherWaits;
+        expect(caught, 'the session was the deadlock victim').toMatchObject({ errno: 1213 });
+        figures.add('faults', 'deadlocks provoked and caught inside the method', 'mariadb');
+      } finally {
+        await other.rollback().catch(() => {});
+        await other.release();
+      }
+    }
+
+    const transactionClosed =
+      (pattern: RegExp): Expectation =>
+      (error) => {
+        expect(error).toBeInstanceOf(TransactionStateError);
+        expect((error as TransactionStateError).code).toBe('TRANSACTION_CLOSED');
+        expect((error as Error).message).toMatch(pattern);
+      };
+
+    for (const point of ['afterEntityWrite', 'historyBeforeInsert'] as const) {
+      it(`a deadlock caught inside the method (${point}): TRANSACTION_CLOSED, nothing of the call kept, no history in autocommit`, async () => {
+        const fault: FaultKind = {
+          kind: `deadlock caught ${point}`,
+          arm: ({ services }) => {
+            services.faults.arm(point, caughtDeadlock);
+            return undefined;
+          },
+          expect: transactionClosed(/deadlock \(1213\)/),
+          breaksSession: false,
+        };
+        for (let round = 0; round < Math.max(2, ROUNDS / 2); round++) {
+          for (const op of OPS) expect(await injectOnce(target, services, fault, op)).toBe('none');
+        }
+      });
+    }
+
+    it('an implicit commit (DDL) inside the method: TRANSACTION_CLOSED, and history holds nothing of the failed call', async () => {
+      for (let round = 0; round < Math.max(2, ROUNDS / 2); round++) {
+        for (const op of OPS) {
+          const existing = await seed(target, services, op);
+          const account: Account = existing ?? { id: uniqueName('acc'), balance: 100, note: 'new' };
+          if (op === 'update') account.balance += 5;
+          const versionBefore = account.version;
+          const historyBefore = await target.readHistory('Account', account.id);
+          const session = await target.session();
+          services.faults.arm('afterEntityWrite', async (s) => {
+            await (s as mariadb.PoolConnection).query(`CREATE TABLE IF NOT EXISTS ${ddl} (id INT) ENGINE=InnoDB`);
+          });
+          const call =
+            op === 'create'
+              ? services.accounts.save
+              : op === 'update'
+                ? services.accounts.update
+                : services.accounts.remove;
+          const error = await call.call(services.accounts, account, session as never).catch((e: unknown) => e);
+          services.faults.disarm();
+          const idle = await target.sessionIdle(session).catch(() => false);
+          await target.release(session, !idle);
+          expect(idle).toBe(true);
+          figures.add('faults', 'injected', 'mariadb');
+          figures.add('faults', 'implicit commit (DDL) inside the method', 'mariadb');
+          transactionClosed(/commits implicitly/)(error, undefined);
+          expect(account.version).toBe(versionBefore);
+          // What the error says happened: the write before the DDL was committed, without history.
+          const { row, history } = await target.readEntity('Account', account.id);
+          const problems: string[] = [];
+          if (JSON.stringify(history) !== JSON.stringify(historyBefore)) problems.push('history changed');
+          if (op === 'delete' ? row !== undefined : row?.version !== (versionBefore ?? 0) + 1) {
+            problems.push(`row ${JSON.stringify(row)} is not the write the error reports as committed`);
+          }
+          figures.add('invariants', 'checks', 'mariadb');
+          figures.add('invariants', 'invariant violations', 'mariadb', problems.length);
+          expect(problems).toEqual([]);
+          expect(await target.poolHealthy(false)).toBe(true);
         }
       }
     });

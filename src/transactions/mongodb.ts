@@ -74,7 +74,7 @@ export const mongodbAdapter: TransactionAdapter<MongoSessionLike> = {
     // Inside a call of ours that holds the session (the one that owns the transaction, or an
     // enclosing joined call), the error goes to that call as it is: the transaction is aborted
     // either way, and that call reports it. Only the caller's own transaction needs the warning.
-    const enclosed = ambient()?.held?.has(session) === true;
+    const enclosed = ambient()?.held?.some((hold) => hold.session === session && !hold.released) === true;
     return joinSerially(session, async () => {
       try {
         return await work();

@@ -1,6 +1,7 @@
 import { ambient, runWithAmbient } from '../context.js';
 import { TransactionStateError } from '../errors.js';
 import { shared } from '../shared-state.js';
+import type { SessionHold } from './session-lock.js';
 
 /** The tail of the joined calls queued on each connection (or transaction object), in arrival order. */
 const queues = shared('join-queues', () => new WeakMap<object, Promise<void>>());
@@ -16,7 +17,7 @@ const counter = shared('savepoint-counter', () => ({ next: 0 }));
  */
 export async function joinSerially<R>(key: object, fn: () => Promise<R>): Promise<R> {
   const outer = ambient()?.held;
-  if (outer?.has(key) === true) return fn();
+  if (outer?.some((hold) => hold.session === key && !hold.released) === true) return fn();
   const previous = queues.get(key);
   let release = (): void => {};
   const mine = new Promise<void>((resolve) => {
@@ -24,10 +25,12 @@ export async function joinSerially<R>(key: object, fn: () => Promise<R>): Promis
   });
   const tail = previous === undefined ? mine : previous.then(() => mine);
   queues.set(key, tail);
+  const hold: SessionHold = { session: key, released: false };
   try {
     if (previous !== undefined) await previous;
-    return await runWithAmbient({ held: outer === undefined ? new Set([key]) : new Set([...outer, key]) }, fn);
+    return await runWithAmbient({ held: outer === undefined ? [hold] : [...outer, hold] }, fn);
   } finally {
+    hold.released = true;
     release();
     if (queues.get(key) === tail) queues.delete(key);
   }

@@ -49,8 +49,8 @@ export interface PostgresHistoryStoreOptions {
 const INT_MIN = -2147483648;
 const INT_MAX = 2147483647;
 const JSON_COLUMNS: ReadonlySet<string> = new Set(['snapshot', 'metadata']);
-/** Casts that type every parameter of the INSERT, since all of them are sent as text. */
-const COLUMN_TYPES: Readonly<Record<string, string>> = { version: 'integer', timestamp: 'timestamptz', schema_version: 'integer' };
+/** How the INSERT reads each parameter: strings arrive as UTF-8 bytes, numbers and the timestamp as text. */
+const NOT_TEXT: Readonly<Record<string, string>> = { version: 'integer', timestamp: 'timestamptz', schema_version: 'integer' };
 
 /** The SQL a store runs, built once from its table name. */
 interface Statements {
@@ -264,10 +264,13 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
 }
 
 /**
- * The INSERT's parameters, all as text (or null): the SQL casts them, so no driver's own
- * conversion of Dates or numbers is involved and every path sends the same bytes.
+ * The INSERT's parameters. Strings travel as their UTF-8 bytes in binary format (a `bytea` the
+ * SQL turns back into text with `convert_from(…, 'UTF8')`), which no session setting reinterprets:
+ * node-postgres always writes UTF-8, and a text parameter would be read in the session's
+ * `client_encoding` (SJIS, BIG5, GBK, LATIN1 … after a `SET client_encoding`). Numbers and the
+ * timestamp travel as ASCII text, read alike in every encoding.
  */
-function insertValues(entry: HistoryEntry): (string | null)[] {
+function insertValues(entry: HistoryEntry): (string | Uint8Array | null)[] {
   const { timestamp } = entry;
   if (!(timestamp instanceof Date) || Number.isNaN(timestamp.getTime())) {
     throw new HistoryWriteError(
@@ -292,13 +295,13 @@ function insertValues(entry: HistoryEntry): (string | null)[] {
       ),
     );
   }
-  return params.map(toText);
+  return params.map(toParam);
 }
 
-function toText(value: unknown): string | null {
+function toParam(value: unknown): string | Uint8Array | null {
   if (value === null || value === undefined) return null;
   if (value instanceof Date) return timestampText(value);
-  return typeof value === 'string' ? value : String(value);
+  return typeof value === 'string' ? Buffer.from(value, 'utf8') : String(value);
 }
 
 /**
@@ -346,8 +349,10 @@ function indexName(table: string, suffix: string): string {
 function statements(table: string): Statements {
   const t = quote(table);
   const values = HISTORY_COLUMNS.map((column, i) => {
-    const type = JSON_COLUMNS.has(column) ? 'jsonb' : COLUMN_TYPES[column];
-    return type === undefined ? `$${i + 1}` : `$${i + 1}::${type}`;
+    const type = NOT_TEXT[column];
+    if (type !== undefined) return `$${i + 1}::${type}`;
+    const text = `convert_from($${i + 1}::bytea, 'UTF8')`;
+    return JSON_COLUMNS.has(column) ? `${text}::jsonb` : text;
   });
   return {
     ...sqlReads(t, (n) => `$${n}`),

@@ -7,13 +7,16 @@ import { shared } from '../shared-state.js';
  * trip. The values are sent as bind parameters, never inside the SQL text.
  *
  * ```ts
- * const statement: FinalStatement = { text: 'INSERT INTO "h" ("a") VALUES ($1)', values: ['x'] };
+ * const statement: FinalStatement = { text: 'INSERT INTO "h" ("a", "n") VALUES ($1, $2::int)', values: ['x', '1'] };
  * ```
  */
 export interface FinalStatement {
   readonly text: string;
-  /** Text-format parameters (`null` for SQL NULL), in `$1 … $n` order. */
-  readonly values: readonly (string | null)[];
+  /**
+   * The parameters in `$1 … $n` order: a string is sent in text format, a `Uint8Array` (a Node
+   * `Buffer`) in binary format, `null` as SQL NULL.
+   */
+  readonly values: readonly (string | Uint8Array | null)[];
 }
 
 /** A statement handed over, with what its failure becomes for the caller. */

@@ -247,7 +247,7 @@ export const pgAdapter: TransactionAdapter<PgClientLike> = createPgAdapter();
 /** The part of node-postgres's `Connection` a {@link FinalQuery} writes its messages with. */
 interface PgConnectionLike {
   parse(message: { text: string }): void;
-  bind(message: { values: readonly (string | null)[] }): void;
+  bind(message: { values: readonly (string | Uint8Array | null)[] }): void;
   execute(message: Record<string, never>): void;
   sync(): void;
   stream?: { cork?: () => void; uncork?: () => void };
@@ -308,7 +308,8 @@ class FinalQuery {
     try {
       for (const statement of this.#statements) {
         connection.parse({ text: statement.text });
-        connection.bind({ values: statement.values });
+        // node-postgres sends a Buffer in binary format, anything else as text.
+        connection.bind({ values: statement.values.map(asBuffer) });
         connection.execute({});
       }
       connection.sync();
@@ -341,6 +342,12 @@ class FinalQuery {
   handleReadyForQuery(): void {
     this.#settle({ failedAt: -1, serverError: false, lastCommand: this.#lastCommand });
   }
+}
+
+function asBuffer(value: string | Uint8Array | null): string | Uint8Array | null {
+  return value instanceof Uint8Array && !Buffer.isBuffer(value)
+    ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+    : value;
 }
 
 /** Sends `pending` and then `last` (COMMIT or RELEASE SAVEPOINT) in one round trip. */

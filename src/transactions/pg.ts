@@ -353,7 +353,7 @@ function asBuffer(value: string | Uint8Array | null): string | Uint8Array | null
 /** Sends `pending` and then `last` (COMMIT or RELEASE SAVEPOINT) in one round trip. */
 function sendFinal(client: PgClientLike, pending: readonly PendingStatement[], last: string): Promise<FinalOutcome> {
   const query = new FinalQuery([...pending.map((item) => item.statement), { text: last, values: [] }]);
-  (client.query as unknown as (query: FinalQuery) => unknown)(query);
+  (client.query as unknown as (this: PgClientLike, query: FinalQuery) => unknown).call(client, query);
   return query.done;
 }
 

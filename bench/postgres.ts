@@ -10,12 +10,7 @@ import {
 } from '@nestjs-cls/transactional';
 import { ClsModule } from 'nestjs-cls';
 import pg from 'pg';
-import {
-  expectedVersion,
-  HistoryTracked,
-  registerTransactionAdapter,
-  Versioned,
-} from '../src/index.js';
+import { expectedVersion, HistoryTracked, registerTransactionAdapter, Versioned } from '../src/index.js';
 import { createPgAdapter, PostgresHistoryStore } from '../src/postgres/index.js';
 import { interleave, type PairResult } from './stats.js';
 

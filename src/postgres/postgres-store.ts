@@ -1,3 +1,4 @@
+import { HistoryWriteError } from '../errors.js';
 import {
   ADDED_COLUMNS,
   entryToParams,
@@ -9,7 +10,6 @@ import {
 } from '../history/codec.js';
 import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
-import { HistoryWriteError } from '../errors.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { finalStatementSink } from '../transactions/final-statement.js';
 import { connectionOf } from '../transactions/registry.js';
@@ -50,7 +50,11 @@ const INT_MIN = -2147483648;
 const INT_MAX = 2147483647;
 const JSON_COLUMNS: ReadonlySet<string> = new Set(['snapshot', 'metadata']);
 /** How the INSERT reads each parameter: strings arrive as UTF-8 bytes, numbers and the timestamp as text. */
-const NOT_TEXT: Readonly<Record<string, string>> = { version: 'integer', timestamp: 'timestamptz', schema_version: 'integer' };
+const NOT_TEXT: Readonly<Record<string, string>> = {
+  version: 'integer',
+  timestamp: 'timestamptz',
+  schema_version: 'integer',
+};
 
 /** The SQL a store runs, built once from its table name. */
 interface Statements {

@@ -1,8 +1,8 @@
+import { ambient, runWithAmbient } from '../context.js';
 import { TransactionStateError } from '../errors.js';
+import { shared } from '../shared-state.js';
 import type { TransactionAdapter } from './adapter.js';
 import { closeLevel, type FinalStatement, openLevel, type PendingStatement } from './final-statement.js';
-import { ambient, runWithAmbient } from '../context.js';
-import { shared } from '../shared-state.js';
 import { exclusively, heldByAnotherCall } from './session-lock.js';
 import {
   beginSql,
@@ -389,9 +389,7 @@ export function inSavepoint<R>(session: object, fn: (savepoint: string) => Promi
     tokens.push(mine);
     try {
       const outer = ambient()?.held;
-      return await runWithAmbient({ held: new Set([...(outer ?? []), mine]) }, () =>
-        fn(`event_history_${depth + 1}`),
-      );
+      return await runWithAmbient({ held: new Set([...(outer ?? []), mine]) }, () => fn(`event_history_${depth + 1}`));
     } finally {
       tokens.splice(tokens.indexOf(mine), 1);
       if (tokens.length === 0) joinTokens.delete(session);

@@ -1,6 +1,13 @@
 import { TransactionStateError } from '../errors.js';
 import type { TransactionAdapter } from './adapter.js';
-import { abortedError, endedError, inSavepoint, joinAbortedError, joinEndedError, type PgAdapterOptions } from './pg.js';
+import {
+  abortedError,
+  endedError,
+  inSavepoint,
+  joinAbortedError,
+  joinEndedError,
+  type PgAdapterOptions,
+} from './pg.js';
 import { exclusively, heldByAnotherCall } from './session-lock.js';
 import { beginSql, commitRolledBack, isRetryableSqlState, isUniqueViolation, transactionIdOf } from './sql-state.js';
 

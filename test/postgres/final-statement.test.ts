@@ -11,7 +11,7 @@ import {
   Versioned,
   withHistoryContext,
 } from '../../src/index.js';
-import { pgAdapter, pgliteAdapter, PostgresHistoryStore, type PostgresQueryable } from '../../src/postgres/index.js';
+import { PostgresHistoryStore, type PostgresQueryable, pgAdapter, pgliteAdapter } from '../../src/postgres/index.js';
 import { writeLast } from '../../src/transactions/final-statement.js';
 import { Order, orderId } from '../integration/behaviour.js';
 import { REQUIRE_DATABASES } from '../integration/fixture.js';
@@ -28,7 +28,12 @@ function counting(client: pg.PoolClient): { sent: string[]; restore: () => void 
     sent.push(typeof text === 'string' ? text : String((text as { text?: unknown }).text));
     return (query as (...args: unknown[]) => unknown).call(client, text, ...rest);
   }) as typeof client.query;
-  return { sent, restore: () => void (client.query = query) };
+  return {
+    sent,
+    restore: () => {
+      client.query = query;
+    },
+  };
 }
 
 function entryOf(order: Order, version: number, extra: Partial<HistoryEntry> = {}): HistoryEntry {
@@ -106,8 +111,7 @@ suite(`The history write of a call (node-postgres)${DATABASE_URL || REQUIRE_DATA
   describe('values never travel inside SQL text (12.1)', () => {
     // U+0095 is C2 95 in UTF-8; read as SJIS, 95 5C is one character, which swallows the backslash
     // an escaper doubles, so the quote after it closes the literal.
-    const breakout = (canary: string) =>
-      `\u0095\\', NULL, NULL, NULL, NULL, NULL, NULL); DROP TABLE ${canary}; --`;
+    const breakout = (canary: string) => `\u0095\\', NULL, NULL, NULL, NULL, NULL, NULL); DROP TABLE ${canary}; --`;
 
     for (const backslashQuote of ['on', 'safe_encoding']) {
       it(`stores a crafted actor under client_encoding SJIS and backslash_quote = ${backslashQuote} as data: the canary table survives, the actor reads back exactly`, async () => {
@@ -257,7 +261,9 @@ suite(`The history write of a call (node-postgres)${DATABASE_URL || REQUIRE_DATA
 
     it('joins nest (event_history_1, event_history_2), and concurrent joins on one client run one after the other', async () => {
       const { orders } = await setup();
-      const [a, b, c] = [1, 2, 3].map((n) => Object.assign(new Order(orderId(), n), { version: 1, timestamp: new Date() }));
+      const [a, b, c] = [1, 2, 3].map((n) =>
+        Object.assign(new Order(orderId(), n), { version: 1, timestamp: new Date() }),
+      );
       const seen: string[] = [];
       await withClient(async (client) => {
         await client.query('BEGIN');
@@ -376,7 +382,10 @@ suite(`The history write of a call (node-postgres)${DATABASE_URL || REQUIRE_DATA
       class WithOutbox extends PostgresHistoryStore {
         override async save(entry: HistoryEntry, session?: PostgresQueryable): Promise<void> {
           await super.save(entry, session);
-          await (session ?? this.connection).query(`INSERT INTO ${outbox} VALUES ($1, $2)`, [entry.entityId, entry.version]);
+          await (session ?? this.connection).query(`INSERT INTO ${outbox} VALUES ($1, $2)`, [
+            entry.entityId,
+            entry.version,
+          ]);
           if (entry.snapshot && (entry.snapshot as { total?: number }).total === 13) throw new Error('unlucky');
         }
       }
@@ -414,7 +423,9 @@ suite(`The history write of a call (node-postgres)${DATABASE_URL || REQUIRE_DATA
     });
 
     it('with { sendWithCommit: false } the INSERT is a round trip of its own', async () => {
-      const { service, store } = await setup((p, table) => new PostgresHistoryStore(p, { table, sendWithCommit: false }));
+      const { service, store } = await setup(
+        (p, table) => new PostgresHistoryStore(p, { table, sendWithCommit: false }),
+      );
       const order = new Order(orderId(), 1);
       await withClient(async (client) => {
         const { sent, restore } = counting(client);
@@ -487,7 +498,9 @@ describe('PGlite joins', () => {
 
   it('on an instance the caller began a transaction on: a failing join leaves nothing, the caller commits the rest', async () => {
     const orders = await setupPglite();
-    const [mine, theirs] = [1, 2].map((n) => Object.assign(new Order(orderId(), n), { version: 1, timestamp: new Date() }));
+    const [mine, theirs] = [1, 2].map((n) =>
+      Object.assign(new Order(orderId(), n), { version: 1, timestamp: new Date() }),
+    );
     await db.exec('BEGIN');
     await orders.insert(db, theirs as Order);
     const error = await pgliteAdapter

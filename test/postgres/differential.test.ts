@@ -4,10 +4,20 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HistoryEntry, HistoryWriteError } from '../../src/index.js';
-import { PostgresHistoryStore, pgAdapter, pgliteAdapter } from '../../src/postgres/index.js';
+import { PostgresHistoryStore, type PostgresQueryable, pgAdapter, pgliteAdapter } from '../../src/postgres/index.js';
+import type { TransactionAdapter } from '../../src/transactions/adapter.js';
 import { writeLast } from '../../src/transactions/final-statement.js';
 import { REQUIRE_DATABASES } from '../integration/fixture.js';
 import { uniqueTable } from './shared.js';
+
+/** The adapters' join, which the type leaves optional. */
+function joinOf<S>(adapter: TransactionAdapter<S>): <R>(session: S, work: () => Promise<R>) => Promise<R> {
+  const join = adapter.join;
+  if (join === undefined) throw new Error(`${adapter.name} has no join`);
+  return <R>(session: S, work: () => Promise<R>) => join.call(adapter, session, work) as Promise<R>;
+}
+const pgJoin = joinOf(pgAdapter);
+const pgliteJoin = joinOf(pgliteAdapter);
 
 const DATABASE_URL = process.env.DATABASE_URL;
 const suite = DATABASE_URL || REQUIRE_DATABASES ? describe : describe.skip;
@@ -126,9 +136,9 @@ suite('Differential: every write path reads back the entry, whatever the session
     client = new pg.Client({ connectionString: DATABASE_URL });
     await client.connect();
     lite = await PGlite.create();
-    for (const db of [pool, lite]) {
+    for (const db of [pool, lite] as { query(text: string): Promise<unknown> }[]) {
       await db.query(`CREATE TABLE ${canary} (alive boolean)`);
-      await new PostgresHistoryStore(db, { table }).ensureSchema();
+      await new PostgresHistoryStore(db as PostgresQueryable, { table }).ensureSchema();
     }
   }, 60_000);
 
@@ -196,7 +206,7 @@ suite('Differential: every write path reads back the entry, whatever the session
         write: async (entry, setting) => {
           await client.query(setting);
           await client.query('BEGIN');
-          await pgAdapter.join(client, () => writeLast(client, fail, () => pgStore.save(entry, client)));
+          await pgJoin(client, () => writeLast(client, fail, () => pgStore.save(entry, client)));
           await client.query('COMMIT');
         },
       },
@@ -217,7 +227,7 @@ suite('Differential: every write path reads back the entry, whatever the session
             await pooled.query(setting);
             await pgAdapter.run(pooled, () => writeLast(pooled, fail, () => pgStore.save(entry, pooled)));
             await pooled.query('BEGIN');
-            await pgAdapter.join(pooled, () =>
+            await pgJoin(pooled, () =>
               writeLast(pooled, fail, () => pgStore.save({ ...entry, entityId: `${entry.entityId}+j` }, pooled)),
             );
             await pooled.query('COMMIT');
@@ -243,7 +253,7 @@ suite('Differential: every write path reads back the entry, whatever the session
           await lite.exec(setting.replace(/SET client_encoding = '[^']*'; /, ''));
           await pgliteAdapter.run(lite, () => writeLast(lite, fail, () => liteStore.save(entry, lite)));
           await lite.exec('BEGIN');
-          await pgliteAdapter.join(lite, () =>
+          await pgliteJoin(lite, () =>
             writeLast(lite, fail, () => liteStore.save({ ...entry, entityId: `${entry.entityId}+j` }, lite)),
           );
           await lite.exec('COMMIT');

@@ -12,10 +12,20 @@ import {
   withHistoryContext,
 } from '../../src/index.js';
 import { PostgresHistoryStore, type PostgresQueryable, pgAdapter, pgliteAdapter } from '../../src/postgres/index.js';
+import type { TransactionAdapter } from '../../src/transactions/adapter.js';
 import { writeLast } from '../../src/transactions/final-statement.js';
 import { Order, orderId } from '../integration/behaviour.js';
 import { REQUIRE_DATABASES } from '../integration/fixture.js';
 import { orderSql, type Queryable, uniqueTable } from './shared.js';
+
+/** The adapters' join, which the type leaves optional. */
+function joinOf<S>(adapter: TransactionAdapter<S>): <R>(session: S, work: () => Promise<R>) => Promise<R> {
+  const join = adapter.join;
+  if (join === undefined) throw new Error(`${adapter.name} has no join`);
+  return <R>(session: S, work: () => Promise<R>) => join.call(adapter, session, work) as Promise<R>;
+}
+const pgJoin = joinOf(pgAdapter);
+const pgliteJoin = joinOf(pgliteAdapter);
 
 const DATABASE_URL = process.env.DATABASE_URL;
 const suite = DATABASE_URL || REQUIRE_DATABASES ? describe : describe.skip;
@@ -156,7 +166,7 @@ suite(`The history write of a call (node-postgres)${DATABASE_URL || REQUIRE_DATA
       await withClient(async (client) => {
         await client.query('BEGIN');
         const { sent, restore } = counting(client);
-        await pgAdapter.join(client, async () => {
+        await pgJoin(client, async () => {
           order.total = 2;
           order.version = 2;
           await orders.update(client, order, 1);
@@ -203,12 +213,10 @@ suite(`The history write of a call (node-postgres)${DATABASE_URL || REQUIRE_DATA
       await withClient(async (client) => {
         await client.query('BEGIN');
         await orders.insert(client, theirs);
-        const error = await pgAdapter
-          .join(client, async () => {
-            await orders.insert(client, mine);
-            throw new Error('after the write');
-          })
-          .catch((e: unknown) => e);
+        const error = await pgJoin(client, async () => {
+          await orders.insert(client, mine);
+          throw new Error('after the write');
+        }).catch((e: unknown) => e);
         expect(error).toMatchObject({ message: 'after the write' });
         expect(client.getTransactionStatus()).toBe('T');
         await client.query('COMMIT');
@@ -226,12 +234,10 @@ suite(`The history write of a call (node-postgres)${DATABASE_URL || REQUIRE_DATA
       await withClient(async (client) => {
         await client.query('BEGIN');
         await orders.insert(client, theirs);
-        const error = await pgAdapter
-          .join(client, async () => {
-            await orders.insert(client, mine);
-            await writeLast(client, fail, () => store.save(entryOf(mine, 1), client));
-          })
-          .catch((e: unknown) => e);
+        const error = await pgJoin(client, async () => {
+          await orders.insert(client, mine);
+          await writeLast(client, fail, () => store.save(entryOf(mine, 1), client));
+        }).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(HistoryWriteError);
         expect((error as HistoryWriteError).cause).toMatchObject({ code: '23505' });
         expect(client.getTransactionStatus()).toBe('T');
@@ -247,11 +253,9 @@ suite(`The history write of a call (node-postgres)${DATABASE_URL || REQUIRE_DATA
       await withClient(async (client) => {
         await client.query('BEGIN');
         await orders.insert(client, theirs);
-        const error = await pgAdapter
-          .join(client, async () => {
-            await client.query('SELECT 1/0').catch(() => undefined);
-          })
-          .catch((e: unknown) => e);
+        const error = await pgJoin(client, async () => {
+          await client.query('SELECT 1/0').catch(() => undefined);
+        }).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(TransactionStateError);
         expect(error).toMatchObject({ code: 'TRANSACTION_ABORTED' });
         await client.query('COMMIT');
@@ -268,18 +272,16 @@ suite(`The history write of a call (node-postgres)${DATABASE_URL || REQUIRE_DATA
       await withClient(async (client) => {
         await client.query('BEGIN');
         const { sent, restore } = counting(client);
-        await pgAdapter.join(client, async () => {
+        await pgJoin(client, async () => {
           await orders.insert(client, a as Order);
-          await pgAdapter
-            .join(client, async () => {
-              await orders.insert(client, b as Order);
-              throw new Error('inner');
-            })
-            .catch(() => undefined);
+          await pgJoin(client, async () => {
+            await orders.insert(client, b as Order);
+            throw new Error('inner');
+          }).catch(() => undefined);
         });
         await Promise.all([
-          pgAdapter.join(client, () => orders.insert(client, c as Order)),
-          pgAdapter.join(client, () => client.query('SELECT 1')),
+          pgJoin(client, () => orders.insert(client, c as Order)),
+          pgJoin(client, () => client.query('SELECT 1')),
         ]);
         restore();
         seen.push(...sent.filter((text) => text.includes('SAVEPOINT')));
@@ -503,12 +505,10 @@ describe('PGlite joins', () => {
     );
     await db.exec('BEGIN');
     await orders.insert(db, theirs as Order);
-    const error = await pgliteAdapter
-      .join(db, async () => {
-        await orders.insert(db, mine as Order);
-        throw new Error('after the write');
-      })
-      .catch((e: unknown) => e);
+    const error = await pgliteJoin(db, async () => {
+      await orders.insert(db, mine as Order);
+      throw new Error('after the write');
+    }).catch((e: unknown) => e);
     expect(error).toMatchObject({ message: 'after the write' });
     await db.exec('COMMIT');
     expect(await orders.read(db, (theirs as Order).id)).toBeDefined();
@@ -523,13 +523,11 @@ describe('PGlite joins', () => {
     let error: unknown;
     await db.transaction(async (tx) => {
       await orders.insert(tx, theirs as Order);
-      error = await pgliteAdapter
-        .join(tx, async () => {
-          await orders.insert(tx, mine as Order);
-          await tx.query('SELECT 1/0').catch(() => undefined);
-        })
-        .catch((e: unknown) => e);
-      await pgliteAdapter.join(tx, () => orders.insert(tx, after as Order));
+      error = await pgliteJoin(tx, async () => {
+        await orders.insert(tx, mine as Order);
+        await tx.query('SELECT 1/0').catch(() => undefined);
+      }).catch((e: unknown) => e);
+      await pgliteJoin(tx, () => orders.insert(tx, after as Order));
     });
     expect(error).toBeInstanceOf(TransactionStateError);
     expect(await orders.read(db, (theirs as Order).id)).toBeDefined();

@@ -136,14 +136,14 @@ async function main(): Promise<void> {
         'Hand-written: `BEGIN`, guarded `UPDATE`, history `INSERT` (txId from `pg_current_xact_id()` inside the INSERT), ' +
         '`COMMIT`, on a client each worker holds for the round: four round trips. The decorated side sends three: ' +
         "`BEGIN; SELECT pg_current_xact_id()` in one, the method's `UPDATE`, and the history `INSERT` together with " +
-        '`COMMIT` in one simple-protocol query (values inlined as escaped literals; PostgreSQL stops at a failing INSERT, ' +
-        'so it never commits without its history). For the @nestjs-cls/transactional pair each call checks a client ' +
+        '`COMMIT` in one round trip (Parse/Bind/Execute for each, one Sync, values as bind parameters; PostgreSQL skips ' +
+        'everything after a failing INSERT, so it never commits without its history). For the @nestjs-cls/transactional pair each call checks a client ' +
         'out of the pool (its adapter does so per transaction; the decorated side calls `pool.connect()` around the call). ' +
         'There is no @nestjs-cls adapter for node-postgres (the pg-promise one needs pg-promise), so the bench uses the ' +
         'minimal custom `TransactionalAdapter` its docs describe. The last pair registers ' +
         "`createPgAdapter({ transactionId: 'random' })`: the decorated side then sends a plain `BEGIN` and records a random " +
         'UUID as txId. The "INSERT with COMMIT vs on its own" pair runs the same decorated update against a store whose ' +
-        '`statementFor` returns nothing, so its INSERT is a round trip of its own: what the saved round trip is worth. ' +
+        '`sendWithCommit` is off, so its INSERT is a round trip of its own: what the saved round trip is worth. ' +
         'Concurrency N = N workers, each alternating a call of one side with a call of the other; a pg Pool of ' +
         '16 clients. Node CPU per call is measured around each call at concurrency 1 (at 16, calls overlap).',
     );
@@ -277,14 +277,14 @@ async function main(): Promise<void> {
   for (const line of [
     `- **PostgreSQL, ≤ 1.02× hand-written at p50 (stretch: faster).** ${pgVerdict} ` +
       'The pg adapter sends the history INSERT of the call that owns the transaction together with its COMMIT ' +
-      '(`INSERT …; COMMIT`, one simple-protocol query, values inlined as escaped literals), so a decorated update takes ' +
+      '(Parse/Bind/Execute for the INSERT and COMMIT, one Sync, values as bind parameters), so a decorated update takes ' +
       'three round trips where the obvious hand-written code takes four. Safety is unchanged: PostgreSQL runs the ' +
-      'statements of one query in order and stops at the first that fails, so a failed INSERT leaves the transaction ' +
+      'messages up to the Sync in order and skips the rest after the first that fails, so a failed INSERT leaves the transaction ' +
       'aborted and uncommitted (the adapter rolls it back and reports `HistoryWriteError`, or `VersionConflictError` for a ' +
       'version already in history), and a refused COMMIT is `COMMIT_FAILED` as before; the reliability suite (faults, cut ' +
       'connections, SIGKILL) runs against this path. What the saved round trip has to pay for is client CPU, the "Node ' +
       'CPU µs per call" column: the decorated side snapshots the entity, encodes all thirteen history columns (Dates ' +
-      'tagged in the JSON) as escaped literals, and runs the session lock and the pipeline. Here PostgreSQL is on the same ' +
+      'tagged in the JSON) as parameters, and runs the session lock and the pipeline. Here PostgreSQL is on the same ' +
       'machine, so a round trip is a loopback hop that costs about as much as that CPU; over a network, where a round trip ' +
       'is 0.2–1 ms, the saved round trip dominates. The default adapter also sends `SELECT pg_current_xact_id()` with ' +
       "`BEGIN`, so that `currentCall().txId` and every entry carry PostgreSQL's own transaction id; " +

@@ -10,13 +10,7 @@ import {
 } from '@nestjs-cls/transactional';
 import { ClsModule } from 'nestjs-cls';
 import pg from 'pg';
-import {
-  expectedVersion,
-  type HistoryEntry,
-  HistoryTracked,
-  registerTransactionAdapter,
-  Versioned,
-} from '../src/index.js';
+import { expectedVersion, HistoryTracked, registerTransactionAdapter, Versioned } from '../src/index.js';
 import { createPgAdapter, PostgresHistoryStore } from '../src/postgres/index.js';
 import { interleave, type PairResult } from './stats.js';
 
@@ -87,8 +81,8 @@ class DecoratedOrders {
 
 /** The library's store with the INSERT-with-COMMIT path turned off: the history INSERT is a round trip of its own. */
 class InsertApartStore extends PostgresHistoryStore {
-  override statementFor(_entry: HistoryEntry, _dialect: string): string | undefined {
-    return undefined;
+  constructor(connection: ConstructorParameters<typeof PostgresHistoryStore>[0], options: { table: string }) {
+    super(connection, { ...options, sendWithCommit: false });
   }
 }
 

@@ -54,7 +54,7 @@ export type { HistoryWriterResolver } from './pipeline/writer.js';
 export { setHistoryWriterResolver } from './pipeline/writer.js';
 export type { RetryOnConflictOptions } from './retry.js';
 export { retryOnConflict } from './retry.js';
-export type { CommitWith, DeferredStatement, TransactionAdapter } from './transactions/adapter.js';
+export type { TransactionAdapter } from './transactions/adapter.js';
 export { registerTransactionAdapter } from './transactions/registry.js';
 export type { SessionProvider } from './transactions/session-provider.js';
 export { registerSessionProvider } from './transactions/session-provider.js';

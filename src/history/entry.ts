@@ -45,13 +45,6 @@ export interface HistoryWriter<S = unknown> {
   save(entry: HistoryEntry, session?: S): unknown;
   /** `false` when the writer keeps entries outside any database transaction (the memory store). */
   readonly transactional?: boolean;
-  /**
-   * The INSERT of `entry` as one self-contained statement in `dialect` (values inlined as escaped
-   * literals), or `undefined` when the writer has none for it. A transaction adapter with the same
-   * `commitWith.dialect` sends it together with COMMIT, one round trip fewer than `save` then
-   * COMMIT; the pipeline calls `save` otherwise.
-   */
-  statementFor?(entry: HistoryEntry, dialect: string): string | undefined;
 }
 
 /**

@@ -14,6 +14,7 @@ import type { HistoryEntry, HistoryWriter } from '../history/entry.js';
 import { takeSnapshot } from '../history/snapshot.js';
 import type { TransactionAdapter } from '../transactions/adapter.js';
 import { isConnectionLost } from '../transactions/connection-lost.js';
+import { writeLast } from '../transactions/final-statement.js';
 import { findAdapter } from '../transactions/registry.js';
 import { providedSession } from '../transactions/session-provider.js';
 import { entityTypeName } from './entity-kind.js';
@@ -294,13 +295,10 @@ async function attempt(
           : previous;
       const entry = finishEntry(plan, written, prior);
       const stored = (plan.map ? plan.map(entry) : entry) as HistoryEntry;
-      // The owning call's entry is the transaction's last write: it may travel with the COMMIT.
-      if (progress === undefined || frame === undefined || !deferToCommit(call.writer, stored, entry, stamp, frame)) {
-        try {
-          await call.writer.save(stored, call.session);
-        } catch (error) {
-          throw historyWriteFailure(error, entry, stamp, frame);
-        }
+      try {
+        await saveHistory(call.writer, stored, entry, stamp, call.session, frame);
+      } catch (error) {
+        throw historyWriteFailure(error, entry, stamp, frame);
       }
     }
     stamp.release();
@@ -319,23 +317,24 @@ async function attempt(
 }
 
 /**
- * Hands the entry's INSERT to the adapter to send with COMMIT, when both sides speak one dialect
- * and the session is the connection the writer would have written through.
+ * The writer writes the entry. In a transaction, inside a `writeLast` window: the store may hand
+ * its statements to the adapter, which sends them with the COMMIT (or RELEASE SAVEPOINT) that
+ * ends the call, and reports their failure through `historyWriteFailure` as if `save` had failed.
  */
-function deferToCommit(
+function saveHistory(
   writer: HistoryWriter,
   stored: HistoryEntry,
   entry: HistoryEntry,
   stamp: Stamp,
-  frame: TransactionFrame,
-): boolean {
-  const { adapter } = frame;
-  const commitWith = adapter.commitWith;
-  if (commitWith === undefined || writer.statementFor === undefined || adapter.connection !== undefined) return false;
-  const sql = writer.statementFor(stored, commitWith.dialect);
-  if (sql === undefined) return false;
-  commitWith.defer(frame.session, { sql, fail: (error) => historyWriteFailure(error, entry, stamp, frame) });
-  return true;
+  session: unknown,
+  frame: TransactionFrame | undefined,
+): unknown {
+  if (frame === undefined) return writer.save(stored, session);
+  return writeLast(
+    session,
+    (error) => historyWriteFailure(error, entry, stamp, frame),
+    () => writer.save(stored, session),
+  );
 }
 
 function runOriginal(call: Call): Promise<unknown> {

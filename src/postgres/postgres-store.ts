@@ -1,3 +1,4 @@
+import { HistoryWriteError } from '../errors.js';
 import {
   ADDED_COLUMNS,
   entryToParams,
@@ -10,6 +11,7 @@ import {
 import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
+import { finalStatementSink } from '../transactions/final-statement.js';
 import { connectionOf } from '../transactions/registry.js';
 import { isUniqueViolation } from '../transactions/sql-state.js';
 
@@ -35,11 +37,24 @@ export interface PostgresQueryable {
 export interface PostgresHistoryStoreOptions {
   /** The history table, optionally schema-qualified. Default `entity_history`. */
   readonly table?: string;
+  /**
+   * Whether `save`, called for a decorated call whose transaction (or savepoint) the pg adapter
+   * ends, hands its INSERT to the adapter to send with the COMMIT (or RELEASE SAVEPOINT) in one
+   * round trip. Default `true`. Turn it off when a subclass's `save` reads the history table
+   * after `super.save` inside the transaction: a deferred row is not there yet.
+   */
+  readonly sendWithCommit?: boolean;
 }
 
 const INT_MIN = -2147483648;
 const INT_MAX = 2147483647;
 const JSON_COLUMNS: ReadonlySet<string> = new Set(['snapshot', 'metadata']);
+/** How the INSERT reads each parameter: strings arrive as UTF-8 bytes, numbers and the timestamp as text. */
+const NOT_TEXT: Readonly<Record<string, string>> = {
+  version: 'integer',
+  timestamp: 'timestamptz',
+  schema_version: 'integer',
+};
 
 /** The SQL a store runs, built once from its table name. */
 interface Statements {
@@ -49,8 +64,6 @@ interface Statements {
   readonly columnsPresent: string;
   readonly addColumns: (missing: readonly string[]) => string;
   readonly insert: string;
-  /** `INSERT INTO t (columns)`, the start of `statementFor`'s statement. */
-  readonly insertInto: string;
   readonly list: string;
   readonly listDesc: string;
   readonly byTransaction: string;
@@ -87,6 +100,7 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
   /** The history table's name as given (validated). */
   readonly table: string;
   readonly #sql: Statements;
+  readonly #sendWithCommit: boolean;
 
   constructor(connection: PostgresQueryable, options: PostgresHistoryStoreOptions = {}) {
     super();
@@ -98,6 +112,7 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
     this.connection = connection;
     this.table = assertIdentifier(options.table ?? 'entity_history', 'PostgresHistoryStore table');
     this.#sql = statements(this.table);
+    this.#sendWithCommit = options.sendWithCommit !== false;
   }
 
   /**
@@ -134,12 +149,23 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
    * Inserts one entry through `session` when given (joining its transaction), else through the
    * store's connection. With a session, a duplicate version is the driver's unique-violation
    * error (the call maps it to `VersionConflictError`); without one, it is a `VersionConflictError`.
+   * An entry that cannot be encoded (metadata or a snapshot holding a BigInt, a cycle or an
+   * invalid Date; an invalid timestamp) is a `HistoryWriteError`, whichever way it is written.
+   * Every value is a bind parameter (text), never part of the SQL.
+   *
+   * When a decorated call on a pg client is writing its history and the pg adapter ends that
+   * call's transaction or savepoint, the INSERT is handed to the adapter instead of being sent,
+   * and travels with the COMMIT (or RELEASE SAVEPOINT) in one round trip; its failure then fails
+   * the call as it would have here. A subclass that overrides `save` and calls `super.save` keeps
+   * this; reads of the history table made inside `save` after `super.save` do not see the
+   * deferred row (turn it off with `{ sendWithCommit: false }`).
    *
    * ```ts
    * await history.save(entry, client);
    * ```
    */
   async save(entry: HistoryEntry, session?: PostgresQueryable): Promise<void> {
+    const values = insertValues(entry);
     const through = session == null ? this.connection : ((await connectionOf(session)) as PostgresQueryable);
     if (typeof through?.query !== 'function') {
       throw new TypeError(
@@ -147,41 +173,19 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
           '(or its transaction), the session of the decorated call.',
       );
     }
+    const sink = session == null || !this.#sendWithCommit ? undefined : finalStatementSink(through);
+    if (sink !== undefined) {
+      sink({ text: this.#sql.insert, values });
+      return;
+    }
     try {
-      await through.query(this.#sql.insert, entryToParams(entry));
+      await through.query(this.#sql.insert, values);
     } catch (error) {
       if (session == null && isUniqueViolation(error)) {
         throw versionTaken(entry, error);
       }
       throw error;
     }
-  }
-
-  /**
-   * The INSERT of `entry` with its values inlined as escaped literals, for the pg adapter to send
-   * in the same round trip as COMMIT (see `TransactionAdapter.commitWith`). `undefined` for another
-   * dialect, or for a value a literal cannot carry safely (a NUL character, a number that is not a
-   * safe integer, an invalid Date): the pipeline then calls `save`, whose error reports it.
-   *
-   * ```ts
-   * history.statementFor(entry, 'postgres'); // INSERT INTO "entity_history" (…) VALUES ('Order', '42', 3, …)
-   * ```
-   */
-  statementFor(entry: HistoryEntry, dialect: string): string | undefined {
-    if (dialect !== 'postgres') return undefined;
-    const values: string[] = [];
-    let params: unknown[];
-    try {
-      params = entryToParams(entry);
-    } catch {
-      return undefined; // an entry no store keeps (InvalidEntityError): save() reports it
-    }
-    for (let i = 0; i < params.length; i++) {
-      const literal = sqlLiteral(params[i]);
-      if (literal === undefined) return undefined;
-      values.push(JSON_COLUMNS.has(HISTORY_COLUMNS[i] as string) && literal !== 'NULL' ? `${literal}::jsonb` : literal);
-    }
-    return `${this.#sql.insertInto} VALUES (${values.join(', ')})`;
   }
 
   /**
@@ -264,24 +268,60 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
 }
 
 /**
- * A value as a PostgreSQL literal: quotes doubled and, when there is a backslash, the escape-string
- * form with backslashes doubled (as node-postgres's `escapeLiteral`), which reads the same whatever
- * `standard_conforming_strings` says. `undefined` for what a literal cannot carry.
+ * The INSERT's parameters. Strings travel as their UTF-8 bytes in binary format (a `bytea` the
+ * SQL turns back into text with `convert_from(…, 'UTF8')`), which no session setting reinterprets:
+ * node-postgres always writes UTF-8, and a text parameter would be read in the session's
+ * `client_encoding` (SJIS, BIG5, GBK, LATIN1 … after a `SET client_encoding`). Numbers and the
+ * timestamp travel as ASCII text, read alike in every encoding.
  */
-const NEEDS_ESCAPE = /['\\\0]/;
+function insertValues(entry: HistoryEntry): (string | Uint8Array | null)[] {
+  const { timestamp } = entry;
+  if (!(timestamp instanceof Date) || Number.isNaN(timestamp.getTime())) {
+    throw new HistoryWriteError(
+      entry.entityType,
+      entry.entityId,
+      entry.version,
+      new TypeError(`the entry's timestamp must be a valid Date, got ${String(timestamp)}`),
+    );
+  }
+  let params: unknown[];
+  try {
+    params = entryToParams(entry);
+  } catch (error) {
+    throw new HistoryWriteError(
+      entry.entityType,
+      entry.entityId,
+      entry.version,
+      new TypeError(
+        `its snapshot or metadata cannot be encoded as JSON (${(error as Error)?.message ?? String(error)}); ` +
+          'keep them plain data: no BigInt, no cycles, no invalid Dates',
+        { cause: error },
+      ),
+    );
+  }
+  return params.map(toParam);
+}
 
-function sqlLiteral(value: unknown): string | undefined {
-  if (value === null || value === undefined) return 'NULL';
-  if (typeof value === 'number') return Number.isSafeInteger(value) ? String(value) : undefined;
-  // A Date as ISO 8601 in UTC; years outside 0–9999 (a sign, six digits) are left to the driver.
-  const text = value instanceof Date ? (Number.isNaN(value.getTime()) ? undefined : value.toISOString()) : value;
-  if (typeof text !== 'string') return undefined;
-  if (value instanceof Date && text.length !== 24) return undefined;
-  // One scan for the common case: nothing to escape.
-  if (!NEEDS_ESCAPE.test(text)) return `'${text}'`;
-  if (text.includes('\0')) return undefined;
-  const quoted = `'${text.replaceAll("'", "''")}'`;
-  return text.includes('\\') ? `E${quoted.replaceAll('\\', '\\\\')}` : quoted;
+function toParam(value: unknown): string | Uint8Array | null {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Date) return timestampText(value);
+  return typeof value === 'string' ? Buffer.from(value, 'utf8') : String(value);
+}
+
+/**
+ * A Date as PostgreSQL reads a timestamptz: ISO 8601 in UTC, years before 1 as `… BC` (year 0 is
+ * 1 BC), as node-postgres's `dateToStringUTC`.
+ */
+function timestampText(date: Date): string {
+  let year = date.getUTCFullYear();
+  const bc = year < 1;
+  if (bc) year = 1 - year;
+  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+  return (
+    `${pad(year, 4)}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}T` +
+    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}.` +
+    `${pad(date.getUTCMilliseconds(), 3)}+00:00${bc ? ' BC' : ''}`
+  );
 }
 
 function clamp(version: number): number {
@@ -312,7 +352,12 @@ function indexName(table: string, suffix: string): string {
 
 function statements(table: string): Statements {
   const t = quote(table);
-  const values = HISTORY_COLUMNS.map((column, i) => (JSON_COLUMNS.has(column) ? `$${i + 1}::jsonb` : `$${i + 1}`));
+  const values = HISTORY_COLUMNS.map((column, i) => {
+    const type = NOT_TEXT[column];
+    if (type !== undefined) return `$${i + 1}::${type}`;
+    const text = `convert_from($${i + 1}::bytea, 'UTF8')`;
+    return JSON_COLUMNS.has(column) ? `${text}::jsonb` : text;
+  });
   return {
     ...sqlReads(t, (n) => `$${n}`),
     createTable:
@@ -331,6 +376,5 @@ function statements(table: string): Statements {
         .map((column) => `ADD COLUMN IF NOT EXISTS "${column.name}" ${column.type}`)
         .join(', ')}`,
     insert: `INSERT INTO ${t} (${QUOTED_COLUMNS}) VALUES (${values.join(', ')})`,
-    insertInto: `INSERT INTO ${t} (${QUOTED_COLUMNS})`,
   };
 }

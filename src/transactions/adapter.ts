@@ -49,37 +49,4 @@ export interface TransactionAdapter<S = unknown> {
    * the open transaction as it is, and a failure keeps whatever the method wrote.
    */
   join?<R>(session: S, work: () => Promise<R>): Promise<R>;
-  /**
-   * Lets the last statement of a transaction the adapter began travel with its COMMIT, in one
-   * round trip. `dialect` names the SQL the session speaks (`'postgres'`); `defer` holds a
-   * statement (in that dialect, values inlined) until `run` commits, then sends it and COMMIT
-   * together. When the statement fails, `run` rolls back and rejects with
-   * `statement.fail(error)`; when COMMIT fails, with the driver's error, as without it.
-   */
-  readonly commitWith?: CommitWith<S>;
-}
-
-/**
- * See {@link TransactionAdapter.commitWith}: how the pipeline hands an adapter the history
- * INSERT of the call that owns the transaction, so that it is sent with COMMIT.
- *
- * ```ts
- * adapter.commitWith?.defer(client, { sql: 'INSERT …', fail: (error) => error });
- * ```
- */
-export interface CommitWith<S = unknown> {
-  readonly dialect: string;
-  defer(session: S, statement: DeferredStatement): void;
-}
-
-/**
- * A statement sent with COMMIT, and what a failure of that statement (not of COMMIT) becomes.
- *
- * ```ts
- * const statement: DeferredStatement = { sql: "INSERT INTO t VALUES ('a')", fail: (e) => e };
- * ```
- */
-export interface DeferredStatement {
-  readonly sql: string;
-  fail(error: unknown): unknown;
 }

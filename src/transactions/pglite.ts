@@ -1,6 +1,13 @@
 import { TransactionStateError } from '../errors.js';
 import type { TransactionAdapter } from './adapter.js';
-import { abortedError, endedError, type PgAdapterOptions } from './pg.js';
+import {
+  abortedError,
+  endedError,
+  inSavepoint,
+  joinAbortedError,
+  joinEndedError,
+  type PgAdapterOptions,
+} from './pg.js';
 import { exclusively, heldByAnotherCall } from './session-lock.js';
 import { beginSql, commitRolledBack, isRetryableSqlState, isUniqueViolation, transactionIdOf } from './sql-state.js';
 
@@ -70,7 +77,10 @@ function isPGliteTransaction(session: object): session is PGliteTransactionLike 
  * caller owns: calls given `tx` join it; inside that callback, pass `tx`, never the instance
  * (whose queries wait for the callback to end). The txId of a transaction the library begins is
  * its `pg_current_xact_id()`, or with `{ transactionId: 'random' }` (a plain `BEGIN`) a random
- * UUID; in a transaction the caller began, each call gets a random one.
+ * UUID; in a transaction the caller began, each call gets a random one. A call that joins a
+ * transaction (the caller's `tx`, or an instance the caller sent `BEGIN` on) runs inside a
+ * savepoint: when it fails, the library rolls back to the savepoint, so nothing of the call stays
+ * in the transaction and the caller can go on and commit the rest.
  *
  * ```ts
  * registerTransactionAdapter(createPgliteAdapter({ isolation: 'serializable' }));
@@ -144,10 +154,44 @@ export function createPgliteAdapter(options: PgAdapterOptions = {}): Transaction
       }
       return work();
     },
+    join: <R>(session: PGliteSession, work: () => Promise<R>): Promise<R> =>
+      inSavepoint(session, async (savepoint) => {
+        const open = () => (isPGlite(session) ? session.isInTransaction() : !session.closed);
+        await session.exec(`SAVEPOINT ${savepoint}`);
+        const rollbackTo = async (): Promise<void> => {
+          try {
+            await session.exec(`ROLLBACK TO SAVEPOINT ${savepoint}; RELEASE SAVEPOINT ${savepoint}`);
+          } catch {
+            // The error that made us roll back is the one to report.
+          }
+        };
+        let result: R;
+        try {
+          result = await work();
+        } catch (error) {
+          if (open()) await rollbackTo();
+          throw error;
+        }
+        if (!open()) throw joinEndedError(name);
+        try {
+          await session.exec(`RELEASE SAVEPOINT ${savepoint}`);
+        } catch (error) {
+          // RELEASE fails in an aborted transaction: a statement of the method failed and was caught.
+          if (!open()) throw error;
+          await rollbackTo();
+          throw isAborted(error) ? joinAbortedError(name) : error;
+        }
+        return result;
+      }),
     isConflict: isUniqueViolation,
     isTransient: isRetryableSqlState,
     transactionId: (session: PGliteSession) => (isPGlite(session) ? ids.get(session) : undefined),
   });
+}
+
+/** 25P02 in_failed_sql_transaction: the transaction is aborted until it rolls back (to a savepoint). */
+function isAborted(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '25P02';
 }
 
 /**

@@ -16,8 +16,9 @@ import {
 } from '../../src/index.js';
 import { MongoHistoryStore } from '../../src/mongodb/index.js';
 import { MysqlHistoryStore } from '../../src/mysql/index.js';
-import { PostgresHistoryStore } from '../../src/postgres/index.js';
+import { PostgresHistoryStore, pgAdapter, pgliteAdapter } from '../../src/postgres/index.js';
 import { SqliteHistoryStore } from '../../src/sqlite/index.js';
+import { writeLast } from '../../src/transactions/final-statement.js';
 import { REQUIRE_DATABASES } from '../integration/fixture.js';
 import { openTarget, plainClient, uniqueName } from '../mongodb/target.js';
 import { connectionOptions, MYSQL_URL } from '../mysql/support.js';
@@ -68,10 +69,20 @@ const cases: StoreCase[] = [
       await store.ensureSchema();
       return {
         store,
+        // As an owned decorated call writes it: the INSERT handed to the pg adapter, sent with COMMIT.
         saveByStatement: async (entry) => {
-          const sql = store.statementFor(entry, 'postgres');
-          // As the pipeline does: no inlined INSERT for this entry means save() (which reports why).
-          await (sql === undefined ? store.save(entry) : pool.query(sql));
+          const client = await pool.connect();
+          try {
+            await pgAdapter.run(client, () =>
+              writeLast(
+                client,
+                (error) => error,
+                () => store.save(entry, client),
+              ),
+            );
+          } finally {
+            client.release();
+          }
         },
         close: async () => {
           await pool.query(`DROP TABLE IF EXISTS "${table}"`);
@@ -89,9 +100,15 @@ const cases: StoreCase[] = [
       await store.ensureSchema();
       return {
         store,
+        // Through the PGlite adapter's transaction, as an owned decorated call writes it.
         saveByStatement: async (entry) => {
-          const sql = store.statementFor(entry, 'postgres');
-          await (sql === undefined ? store.save(entry) : db.exec(sql));
+          await pgliteAdapter.run(db, () =>
+            writeLast(
+              db,
+              (error) => error,
+              () => store.save(entry, db),
+            ),
+          );
         },
         close: () => db.close(),
       };

@@ -1,4 +1,4 @@
-import { HistoryWriteError } from '../errors.js';
+import { EventHistoryError, HistoryWriteError } from '../errors.js';
 import {
   ADDED_COLUMNS,
   entryToParams,
@@ -275,26 +275,20 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
  * timestamp travel as ASCII text, read alike in every encoding.
  */
 function insertValues(entry: HistoryEntry): (string | Uint8Array | null)[] {
-  const { timestamp } = entry;
-  if (!(timestamp instanceof Date) || Number.isNaN(timestamp.getTime())) {
-    throw new HistoryWriteError(
-      entry.entityType,
-      entry.entityId,
-      entry.version,
-      new TypeError(`the entry's timestamp must be a valid Date, got ${String(timestamp)}`),
-    );
-  }
   let params: unknown[];
   try {
+    // An entry no store keeps (a NUL or lone surrogate in a key or context field, a timestamp out
+    // of range) is the codec's InvalidEntityError, as on every store.
     params = entryToParams(entry);
   } catch (error) {
+    if (error instanceof EventHistoryError) throw error;
     throw new HistoryWriteError(
       entry.entityType,
       entry.entityId,
       entry.version,
       new TypeError(
         `its snapshot or metadata cannot be encoded as JSON (${(error as Error)?.message ?? String(error)}); ` +
-          'keep them plain data: no BigInt, no cycles, no invalid Dates',
+          'keep them plain data: no BigInt, no cycles',
         { cause: error },
       ),
     );

@@ -3,7 +3,7 @@ import { PGlite } from '@electric-sql/pglite';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type HistoryEntry, HistoryWriteError } from '../../src/index.js';
+import { type HistoryEntry, HistoryWriteError, InvalidEntityError } from '../../src/index.js';
 import { PostgresHistoryStore, type PostgresQueryable, pgAdapter, pgliteAdapter } from '../../src/postgres/index.js';
 import type { TransactionAdapter } from '../../src/transactions/adapter.js';
 import { writeLast } from '../../src/transactions/final-statement.js';
@@ -42,8 +42,9 @@ const hostile = (canary: string) => [
 ];
 
 /**
- * Text the store must carry exactly. Excluded, by the store's documented rules: NUL (PostgreSQL
- * text and jsonb cannot hold it; it is a HistoryWriteError, tested below), lone surrogates (UTF-8
+ * Text the store must carry exactly. Excluded, by the store's documented rules: NUL (entry fields
+ * with one are an InvalidEntityError before anything is written, tested below; the codec carries a
+ * NUL inside a snapshot as a tag, also tested below), lone surrogates (UTF-8
  * cannot encode them; the codec's rule), '__proto__' keys and single '$date' keys (the codec's
  * tags), and -0 (JSON has no negative zero).
  */
@@ -97,7 +98,8 @@ function entries(canary: string): fc.Arbitrary<Omit<HistoryEntry, 'entityId'> & 
       id: indexed,
       version: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
       op: fc.constantFrom('create' as const, 'update' as const, 'delete' as const),
-      timestamp: fc.date({ min: new Date(Date.UTC(100, 0, 1)), max: new Date(253402300799999), noInvalidDate: true }),
+      // The range every store keeps (the codec's rule: MySQL's DATETIME range).
+      timestamp: fc.date({ min: new Date(Date.UTC(1000, 0, 1)), max: new Date(253402300799999), noInvalidDate: true }),
       snapshot: fc.dictionary(
         t.filter((k) => k !== '__proto__' && k !== '$date'),
         value(canary),
@@ -331,7 +333,7 @@ suite('Differential: every write path reads back the entry, whatever the session
     );
   }, 60_000);
 
-  it('refuses NUL the same way on every path: HistoryWriteError, nothing written', async () => {
+  it('carries a NUL inside a snapshot on every path, and refuses one in an entry field before writing', async () => {
     const entry: HistoryEntry = {
       entityType: 'Order',
       entityId: `nul-${Date.now()}`,
@@ -341,14 +343,23 @@ suite('Differential: every write path reads back the entry, whatever the session
       snapshot: { note: 'a\u0000b' },
     };
     const pgStore = new PostgresHistoryStore(client, { table });
+    const liteStore = new PostgresHistoryStore(lite, { table });
+    await pgAdapter.run(client, () => writeLast(client, fail, () => pgStore.save(entry, client)));
+    await pgStore.save({ ...entry, version: 2 });
+    await liteStore.save({ ...entry, version: 3 });
+    expect((await pgStore.list('Order', entry.entityId)).map((e) => e.snapshot)).toEqual([
+      { note: 'a\u0000b' },
+      { note: 'a\u0000b' },
+    ]);
+    expect((await liteStore.latest('Order', entry.entityId))?.snapshot).toEqual({ note: 'a\u0000b' });
+
+    const bad: HistoryEntry = { ...entry, entityId: `nul-actor-${Date.now()}`, actor: 'a\u0000b' };
     const errors = [
-      await pgAdapter.run(client, () => writeLast(client, fail, () => pgStore.save(entry, client))).catch((e) => e),
-      await pgStore.save(entry).catch((e) => e),
-      await new PostgresHistoryStore(lite, { table }).save(entry).catch((e) => e),
+      await pgAdapter.run(client, () => writeLast(client, fail, () => pgStore.save(bad, client))).catch((e) => e),
+      await pgStore.save(bad).catch((e) => e),
+      await liteStore.save(bad).catch((e) => e),
     ];
-    expect(errors[0]).toBeInstanceOf(HistoryWriteError);
-    expect(errors[1]).toBeInstanceOf(Error);
-    expect(errors[2]).toBeInstanceOf(Error);
-    expect(await pgStore.latest('Order', entry.entityId)).toBeUndefined();
+    for (const error of errors) expect(error).toBeInstanceOf(InvalidEntityError);
+    expect(await pgStore.latest('Order', bad.entityId)).toBeUndefined();
   });
 });

@@ -1,4 +1,12 @@
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
+import { headOf } from '../history/chain.js';
+import type {
+  ChainHead,
+  HistoryEntry,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  ReadOptions,
+} from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { type MongoSessionLike, mongodbAdapter } from '../transactions/mongodb.js';
@@ -25,6 +33,11 @@ interface MongoCollectionLike {
     },
   ): MongoFindCursorLike;
   createIndex(keys: SortSpec, options?: { name?: string; unique?: boolean; sparse?: boolean }): Promise<string>;
+  updateOne(
+    filter: HistoryDocument,
+    update: HistoryDocument,
+    options?: { upsert?: boolean; session?: MongoSessionLike },
+  ): Promise<unknown>;
 }
 
 /**
@@ -60,6 +73,7 @@ const VERSION_INDEX = 'entity_history_version_key';
  */
 const TIMESTAMP_INDEX = 'entity_history_timestamp_version';
 const TX_INDEX = 'entity_history_tx';
+const HEAD_INDEX = 'entity_history_heads_key';
 const WITHOUT_ID = Object.freeze({ _id: 0 as const });
 
 /**
@@ -85,11 +99,14 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
   /** The collection's name. */
   readonly collectionName: string;
   readonly #collection: MongoCollectionLike;
+  /** The chain heads: `<collection>_heads`, one document per chained entity. */
+  readonly #heads: MongoCollectionLike;
 
   constructor(db: MongoDbLike, options: MongoHistoryStoreOptions = {}) {
     super();
     this.collectionName = assertIdentifier(options.collection ?? DEFAULT_COLLECTION, 'MongoHistoryStore collection');
     this.#collection = db.collection(this.collectionName);
+    this.#heads = db.collection(`${this.collectionName}_heads`);
   }
 
   /**
@@ -111,6 +128,7 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
       { name: TIMESTAMP_INDEX },
     );
     await this.#collection.createIndex({ txId: 1 }, { name: TX_INDEX, sparse: true });
+    await this.#heads.createIndex({ entityType: 1, entityId: 1 }, { name: HEAD_INDEX, unique: true });
   }
 
   /**
@@ -135,6 +153,37 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
       }
       throw error;
     }
+    if (entry.hash !== undefined) await this.#saveHead(entry, session);
+  }
+
+  /** Upserts the chain head a chained entry carries, in the same session (and transaction) as its insert. */
+  async #saveHead(entry: HistoryEntry, session: MongoSessionLike | undefined): Promise<void> {
+    const { entityType, entityId, version, hash, mac } = headOf(entry) as ChainHead;
+    const update = { $set: { version, hash, mac: mac ?? null } };
+    await this.#heads.updateOne(
+      { entityType, entityId },
+      update,
+      session === undefined ? { upsert: true } : { upsert: true, session },
+    );
+  }
+
+  /**
+   * The entity's chain head (see `ChainHead`), or `undefined` when it has none.
+   *
+   * ```ts
+   * const head = await history.head('Order', '42'); // { version: 3, hash: '…' }
+   * ```
+   */
+  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+    const [document] = await this.#heads.find({ entityType, entityId }, { projection: WITHOUT_ID, limit: 1 }).toArray();
+    if (document === undefined) return undefined;
+    const head = {
+      entityType: String(document.entityType),
+      entityId: String(document.entityId),
+      version: Number(document.version),
+      hash: String(document.hash),
+    };
+    return typeof document.mac === 'string' ? { ...head, mac: document.mac } : head;
   }
 
   /**

@@ -1,3 +1,4 @@
+import { headOf } from '../history/chain.js';
 import {
   ADDED_COLUMNS,
   entryToParams,
@@ -7,7 +8,15 @@ import {
   rowToEntry,
   sqlReads,
 } from '../history/codec.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
+import type {
+  ChainHead,
+  HistoryEntry,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  ReadOptions,
+} from '../history/entry.js';
+import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { connectionOf } from '../transactions/registry.js';
@@ -57,6 +66,10 @@ interface Statements {
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
+  /** The chain heads table (`<table>_heads`): create, upsert one, read one. */
+  readonly createHeads: string;
+  readonly upsertHead: string;
+  readonly head: string;
 }
 
 /**
@@ -118,6 +131,7 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
     if (missing.length > 0) await this.#create(this.#sql.addColumns(missing));
     await this.#create(this.#sql.createIndex);
     await this.#create(this.#sql.createTxIndex);
+    await this.#create(this.#sql.createHeads);
   }
 
   async #create(sql: string): Promise<void> {
@@ -155,6 +169,37 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
       }
       throw error;
     }
+    if (entry.hash !== undefined) await this.#saveHead(entry, through);
+  }
+
+  /** Upserts the chain head a chained entry carries, through the same session (and transaction) as its INSERT. */
+  async #saveHead(entry: HistoryEntry, through: PostgresQueryable): Promise<void> {
+    const { text, values } = this.#headStatement(entry);
+    await through.query(text, values);
+  }
+
+  /** The head upsert of a chained entry, as a parameterized statement. */
+  #headStatement(entry: HistoryEntry): { text: string; values: unknown[] } {
+    return { text: this.#sql.upsertHead, values: headParams(headOf(entry) as ChainHead) };
+  }
+
+  /**
+   * The entity's chain head (see `ChainHead`), or `undefined` when it has none or the heads
+   * table does not exist (created by `ensureSchema`).
+   *
+   * ```ts
+   * const head = await history.head('Order', '42'); // { version: 3, hash: '…' }
+   * ```
+   */
+  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+    try {
+      const { rows } = await this.connection.query(this.#sql.head, [entityType, entityId]);
+      const row = (rows as HeadRow[])[0];
+      return row === undefined ? undefined : rowToHead(row);
+    } catch (error) {
+      if ((error as { code?: unknown } | null)?.code === '42P01') return undefined;
+      throw error;
+    }
   }
 
   /**
@@ -176,7 +221,13 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
       if (literal === undefined) return undefined;
       values.push(JSON_COLUMNS.has(HISTORY_COLUMNS[i] as string) && literal !== 'NULL' ? `${literal}::jsonb` : literal);
     }
-    return `${this.#sql.insertInto} VALUES (${values.join(', ')})`;
+    const insert = `${this.#sql.insertInto} VALUES (${values.join(', ')})`;
+    if (entry.hash === undefined) return insert;
+    // A chained entry's head travels in the same query, inside the same transaction.
+    const head = this.#headStatement(entry);
+    const literals = head.values.map(sqlLiteral);
+    if (literals.includes(undefined)) return undefined;
+    return `${insert};\n${head.text.replace(/\$(\d+)/g, (_, n: string) => literals[Number(n) - 1] as string)}`;
   }
 
   /**
@@ -327,5 +378,23 @@ function statements(table: string): Statements {
         .join(', ')}`,
     insert: `INSERT INTO ${t} (${QUOTED_COLUMNS}) VALUES (${values.join(', ')})`,
     insertInto: `INSERT INTO ${t} (${QUOTED_COLUMNS})`,
+    ...headStatements(table),
+  };
+}
+
+/** The chain heads table's statements: one row per chained entity, upserted with each chained entry. */
+function headStatements(table: string): Pick<Statements, 'createHeads' | 'upsertHead' | 'head'> {
+  const { schema, name } = headsTableOf(table, 63);
+  const h = schema === undefined ? `"${name}"` : `"${schema}"."${name}"`;
+  const columns = HEAD_COLUMNS.map((column) => `"${column}"`).join(', ');
+  return {
+    createHeads:
+      `CREATE TABLE IF NOT EXISTS ${h} (` +
+      '"entity_type" text NOT NULL, "entity_id" text NOT NULL, "version" integer NOT NULL, ' +
+      '"hash" text NOT NULL, "mac" text, PRIMARY KEY ("entity_type", "entity_id"))',
+    upsertHead:
+      `INSERT INTO ${h} (${columns}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT ("entity_type", "entity_id") ` +
+      'DO UPDATE SET "version" = EXCLUDED."version", "hash" = EXCLUDED."hash", "mac" = EXCLUDED."mac"',
+    head: `SELECT ${columns} FROM ${h} WHERE "entity_type" = $1 AND "entity_id" = $2`,
   };
 }

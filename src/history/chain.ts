@@ -425,7 +425,8 @@ class Walk {
   }
 
   /** Checks one entry; `false` when it breaks the chain (the walk stops there). */
-  step(entry: HistoryEntry): boolean {
+  step(read: HistoryEntry): boolean {
+    const entry = withoutNullHashes(read);
     const broken = this.#check(entry);
     if (broken !== undefined) {
       this.add(broken.kind, broken.version, broken.detail, true);
@@ -644,6 +645,15 @@ class Walk {
     }
     return { ...report, keyed: this.keys !== undefined && this.chained && this.lastKeyed, ok: true };
   }
+}
+
+/** A `hash` or `prevHash` set to `null` (by hand, in a document store) counts as absent. */
+function withoutNullHashes(entry: HistoryEntry): HistoryEntry {
+  if (entry.hash !== null && entry.prevHash !== null) return entry;
+  const copy = { ...entry };
+  if (copy.hash === null) delete copy.hash;
+  if (copy.prevHash === null) delete copy.prevHash;
+  return copy;
 }
 
 function equal(a: string, b: string): boolean {

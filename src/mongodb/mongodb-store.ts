@@ -112,7 +112,8 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
   /**
    * Creates the collection's indexes: the unique (entityType, entityId, version) key, an
    * (entityType, entityId, timestamp, version) index for `asOf` and a sparse `txId` index for
-   * `byTransaction`. Safe to call on every start, and on a collection an earlier version made.
+   * `byTransaction`, and the unique (entityType, entityId) index of the chain heads collection
+   * `<collection>_heads`. Safe to call on every start, and on a collection an earlier version made.
    *
    * ```ts
    * await new MongoHistoryStore(db).ensureSchema();
@@ -135,6 +136,8 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
    * Inserts one entry, inside the session's transaction when a session is given. Without a
    * session, a version the collection already holds is a `VersionConflictError`; with one, the
    * driver's duplicate-key error is left for the transaction to report (as the same error).
+   * A chained entry's head (see `ChainHead`) is upserted right after, through the same session
+   * and so in the same transaction.
    *
    * ```ts
    * await history.save(entry, session);

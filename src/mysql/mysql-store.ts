@@ -103,7 +103,7 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
   /**
    * Creates the table with its key and indexes when it does not exist, and brings a table
    * created by an earlier version up to date (adds the `schema_version`, `hash` and `prev_hash`
-   * columns and the `tx_id` index); safe to call at every start. Works on MySQL 8 and MariaDB
+   * columns and the `tx_id` index), and creates the chain heads table `<table>_heads`; safe to call at every start. Works on MySQL 8 and MariaDB
    * (it looks in information_schema rather than relying on `ADD COLUMN IF NOT EXISTS`).
    *
    * ```ts
@@ -134,6 +134,8 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
    * Inserts one entry through `session` when given (joining its transaction), else through the
    * store's pool or connection. With a session, a duplicate version is the driver's ER_DUP_ENTRY
    * error (the call maps it to `VersionConflictError`); without one, it is a `VersionConflictError`.
+   * A chained entry's head (see `ChainHead`) is upserted right after, through the same session
+   * and so in the same transaction.
    *
    * ```ts
    * await history.save(entry, connection);

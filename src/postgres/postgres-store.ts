@@ -116,7 +116,7 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
   /**
    * Creates the table and its indexes when they do not exist, and brings a table created by an
    * earlier version up to date (adds the `schema_version`, `hash` and `prev_hash` columns and the
-   * `tx_id` index); safe to call at every start.
+   * `tx_id` index), and creates the chain heads table `<table>_heads`; safe to call at every start.
    *
    * ```ts
    * await new PostgresHistoryStore(pool).ensureSchema();
@@ -148,6 +148,8 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
    * Inserts one entry through `session` when given (joining its transaction), else through the
    * store's connection. With a session, a duplicate version is the driver's unique-violation
    * error (the call maps it to `VersionConflictError`); without one, it is a `VersionConflictError`.
+   * A chained entry's head (see `ChainHead`) is upserted right after, through the same session
+   * and so in the same transaction.
    *
    * ```ts
    * await history.save(entry, client);

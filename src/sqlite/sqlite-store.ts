@@ -124,7 +124,7 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
   /**
    * Creates the table and its indexes when they do not exist, and brings a table created by an
    * earlier version up to date (adds the `schema_version`, `hash` and `prev_hash` columns and the
-   * `tx_id` index); safe to call at every start.
+   * `tx_id` index), and creates the chain heads table `<table>_heads`; safe to call at every start.
    *
    * ```ts
    * await new SqliteHistoryStore(db).ensureSchema();
@@ -153,6 +153,8 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
    * Inserts one entry through `session` when given (inside its transaction), else through the
    * store's Database. With a session, a duplicate version is the driver's constraint error (the
    * call maps it to `VersionConflictError`); without one, it is a `VersionConflictError`.
+   * A chained entry's head (see `ChainHead`) is upserted right after, through the same session
+   * and so in the same transaction.
    *
    * ```ts
    * await history.save(entry, db);

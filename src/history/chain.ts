@@ -379,7 +379,7 @@ export async function verifyHistory(
   if (
     heads !== undefined &&
     walk.previous !== undefined &&
-    (head === undefined || walk.previous.version > head.version)
+    (head === undefined ? walk.chained : walk.previous.version > head.version)
   ) {
     head = await heads.head(entityType, entityId);
   }

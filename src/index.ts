@@ -27,10 +27,21 @@ export {
   UnsupportedSessionError,
   VersionConflictError,
 } from './errors.js';
-export type { TamperKind, VerifyOptions, VerifyResult } from './history/chain.js';
+export type {
+  ChainKey,
+  ChainKeys,
+  ChainOptions,
+  ChainSecret,
+  TamperKind,
+  VerifyFinding,
+  VerifyOptions,
+  VerifyReport,
+  VerifyResult,
+} from './history/chain.js';
 export { canonicalJson, hashEntry, verifyHistory } from './history/chain.js';
 export { diff } from './history/diff.js';
 export type {
+  ChainHead,
   Difference,
   HistoryEntry,
   HistoryOp,

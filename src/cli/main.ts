@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { verifyHistory } from '../history/chain.js';
+import { type ChainKey, keyringOf, type VerifyOptions, type VerifyResult, verifyHistory } from '../history/chain.js';
 import { diff } from '../history/diff.js';
 import type { Difference, HistoryEntry } from '../history/entry.js';
 import { CliError, type CliStore, openStore, redactMessage } from './connect.js';
@@ -23,7 +24,7 @@ const USAGE = `Usage: event-history <command> <entityType> <id> [version] --url 
 Commands:
   log <entityType> <id>              every version, newest first, with its changes (like git log -p)
   show <entityType> <id> <version>   one version: its header, changes and full snapshot
-  verify <entityType> <id>           check the hash chain written with @HistoryTracked({ chain: true })
+  verify <entityType> <id>           check the hash chain written with @HistoryTracked({ chain })
 
 Options:
   --url <url>      postgres://…, mysql://… (or mariadb://…), sqlite:<path> or mongodb://…
@@ -33,8 +34,19 @@ Options:
   --json           machine-readable output
   -h, --help       this help
 
+Options of verify:
+  --key-file <path>       the chain's key: a secret (one line), or a JSON keyring
+                          {"current":"k2","keys":{"k1":"…","k2":"…"}} (default: the
+                          EVENT_HISTORY_CHAIN_KEY environment variable, same format);
+                          implies --require-chain. The key is never printed.
+  --key-id <id>           the key id of a single secret (default: default)
+  --require-chain         fail when the entity has no hash or no head at all
+  --allow-unanchored      a chained entity without a head is a note, not a failure
+  --latest-version <n>    the version the entity is at: missing newest entries fail
+
 Colour on a terminal only; NO_COLOR turns it off, FORCE_COLOR=1 on.
-Exit codes: 0 ok, 1 not found or verification failed, 2 usage error, 3 cannot connect, 4 no such table.
+Exit codes: 0 ok, 1 not found, tampered or not verifiable (verify), 2 usage error (or a bad key),
+3 cannot connect, 4 no such table.
 `;
 
 const PAGE_SIZE = 100;
@@ -79,6 +91,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
     const limit = values.limit === undefined ? undefined : positiveInteger('--limit', values.limit);
     const wanted = version === undefined ? undefined : positiveInteger('<version>', version);
+    const options = command === 'verify' ? verifyOptions(values, io.env) : {};
     store = await openStore(url, values.table);
     const paint = painter(!values.json && colourWanted(io.stdout, io.env));
     const out = (line: string) => io.stdout.write(`${line}\n`);
@@ -88,7 +101,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       case 'show':
         return await show(store, entityType, entityId, wanted as number, { json: values.json === true, out, paint });
       default:
-        return await verify(store, entityType, entityId, { json: values.json === true, out, paint });
+        return await verify(store, entityType, entityId, options, { json: values.json === true, out, paint });
     }
   } catch (error) {
     const code = error instanceof CliError ? error.exitCode : 1;
@@ -114,6 +127,11 @@ function parse(argv: readonly string[]) {
         limit: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
+        'key-file': { type: 'string' },
+        'key-id': { type: 'string' },
+        'require-chain': { type: 'boolean' },
+        'allow-unanchored': { type: 'boolean' },
+        'latest-version': { type: 'string' },
       },
     });
   } catch (error) {
@@ -215,26 +233,107 @@ async function show(
   return 0;
 }
 
+type Values = ReturnType<typeof parse>['values'];
+
+/** verify's options from its flags; a key from `--key-file` or `EVENT_HISTORY_CHAIN_KEY`, checked. */
+function verifyOptions(values: Values, env: CliIo['env']): VerifyOptions {
+  const keyFile = values['key-file'];
+  let text: string | undefined;
+  let from: string;
+  if (keyFile !== undefined) {
+    from = `the key file ${JSON.stringify(keyFile)}`;
+    try {
+      text = readFileSync(keyFile, 'utf8');
+    } catch (error) {
+      throw new CliError(2, `cannot read ${from}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}.`);
+    }
+  } else {
+    from = 'EVENT_HISTORY_CHAIN_KEY';
+    text = env.EVENT_HISTORY_CHAIN_KEY === '' ? undefined : env.EVENT_HISTORY_CHAIN_KEY;
+  }
+  const keyId = values['key-id'];
+  if (keyId !== undefined && text === undefined) {
+    throw new CliError(2, '--key-id names the key of --key-file (or EVENT_HISTORY_CHAIN_KEY), and neither was given.');
+  }
+  const key = text === undefined ? undefined : parseKey(text, from);
+  if (key !== undefined) {
+    try {
+      keyringOf(key, keyId);
+    } catch (error) {
+      throw new CliError(2, `${from}: ${(error as Error).message}`);
+    }
+  }
+  const latest = values['latest-version'];
+  return {
+    ...(key === undefined ? {} : { key }),
+    ...(keyId === undefined ? {} : { keyId }),
+    ...(latest === undefined ? {} : { latestVersion: positiveInteger('--latest-version', latest) }),
+    requireChain: values['require-chain'] === true,
+    allowUnanchored: values['allow-unanchored'] === true,
+  };
+}
+
+/** A secret on one line, or a JSON keyring; the message never quotes the content. */
+function parseKey(text: string, from: string): ChainKey {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith('{')) return trimmed;
+  try {
+    return JSON.parse(trimmed) as ChainKey;
+  } catch {
+    throw new CliError(
+      2,
+      `${from} starts with "{" but is not valid JSON: give a keyring {"current": id, "keys": {id: secret}}, or the secret alone.`,
+    );
+  }
+}
+
+const TAMPERING: ReadonlySet<string> = new Set(['altered', 'removed', 'inserted', 'stripped']);
+
 async function verify(
   store: CliStore,
   entityType: string,
   entityId: string,
+  options: VerifyOptions,
   { json, out, paint }: Output,
 ): Promise<number> {
-  const result = await verifyHistory(store.reader, entityType, entityId);
+  const result = await verifyHistory(store.reader, entityType, entityId, options);
   if (result.ok && result.entries === 0) throw noHistory(store, entityType, entityId);
-  if (json) out(JSON.stringify(result));
-  else if (result.ok && result.unchained === result.entries) {
-    out(
-      `${entityType} ${entityId}: ${result.entries} entries, none chained (written without @HistoryTracked({ chain: true })): nothing to verify`,
-    );
-  } else if (result.ok) {
-    const unchained = result.unchained > 0 ? ` (${result.unchained} written before chaining, not checked)` : '';
-    out(`${paint.green('ok')} ${entityType} ${entityId}: ${result.entries} entries, hash chain intact${unchained}`);
-  } else {
-    out(
-      `${paint.red('TAMPERED')} ${entityType} ${entityId}: version ${result.version} was ${result.kind}: ${result.detail}`,
-    );
+  if (json) {
+    out(JSON.stringify(result));
+    return result.ok ? 0 : 1;
   }
+  const name = `${entityType} ${entityId}`;
+  if (!result.ok) {
+    out(
+      TAMPERING.has(result.kind)
+        ? `${paint.red('TAMPERED')} ${name}: version ${result.version} was ${result.kind}: ${result.detail}`
+        : `${paint.red('NOT VERIFIED')} ${name}: ${result.kind}${result.version > 0 ? ` at version ${result.version}` : ''}: ${result.detail}`,
+    );
+  } else if (!result.chained) {
+    out(
+      `${paint.yellow('not chained')} ${name}: ${result.entries} entries, none with a hash, and no head: nothing proves ` +
+        'this history unaltered (written without @HistoryTracked({ chain }), or its hashes and head were removed; --require-chain makes this fail)',
+    );
+  } else {
+    out(`${paint.green('ok')} ${name}: ${result.entries} entries, hash chain intact`);
+  }
+  for (const line of explain(result)) out(`  ${line}`);
   return result.ok ? 0 : 1;
+}
+
+/** What the result proves and does not, one line each, after the verdict. */
+function explain(result: VerifyResult): string[] {
+  const lines = result.findings
+    .filter((finding) => !finding.fatal)
+    .map((finding) => `note: ${finding.kind}: ${finding.detail}`);
+  if (!result.ok || !result.chained) return lines;
+  lines.push(
+    result.anchored
+      ? 'anchored: its head matches the newest entry, so deleting newest entries or stripping hashes would be detected'
+      : 'not anchored: deleting the newest entries would not be detected',
+    result.keyed
+      ? 'keyed: the newest entry and the head carry MACs that verified with the given key; recomputing needs the key'
+      : 'unkeyed: someone who can write the history and heads tables could recompute the chain (sign it with a key, verify with --key-file)',
+  );
+  return lines;
 }

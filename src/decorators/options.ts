@@ -1,4 +1,5 @@
 import type { CallInfo } from '../context.js';
+import type { ChainOptions } from '../history/chain.js';
 import type { HistoryEntry, HistoryOp, HistoryWriter } from '../history/entry.js';
 
 /**
@@ -90,10 +91,14 @@ export interface HistoryTrackedOptions<M extends string = string> extends CallOp
   onUnchanged?: 'record' | 'skip';
   /**
    * Tamper evidence: each entry gets `prevHash` (the hash of the entity's previous entry, read
-   * in the same transaction) and `hash`, a SHA-256 over its canonical content and `prevHash`.
-   * Check with `verifyHistory`. Needs a writer with `latest(type, id, { session })`.
+   * in the same transaction) and `hash`, a SHA-256 over its canonical content and `prevHash`; the
+   * built-in stores also upsert the entity's head (`<table>_heads`) in the same transaction, so
+   * deleting the newest entries is detected. With `{ key }` (a secret or a keyring
+   * `{ current, keys }`, or a function returning one) the hashes and the head are HMAC-SHA-256
+   * under the current key, which nobody without the key can recompute. Check with
+   * `verifyHistory`. Needs a writer with `latest(type, id, { session })`.
    */
-  chain?: boolean;
+  chain?: boolean | ChainOptions;
   /** The shape of this entity's snapshots, stored with each entry; readers upcast older ones (`upcastReader`). */
   schemaVersion?: number;
 }

@@ -25,10 +25,33 @@ export interface HistoryEntry<T = unknown> {
   txId?: string;
   /** The snapshot's shape, from `@HistoryTracked({ schemaVersion })`; see `upcastReader`. */
   schemaVersion?: number;
-  /** With `@HistoryTracked({ chain: true })`: SHA-256 (hex) over the entry's canonical content and `prevHash`. */
+  /**
+   * With `@HistoryTracked({ chain })`: over the entry's canonical content and `prevHash`, a
+   * SHA-256 (hex), or with a key an HMAC-SHA-256 as `hmac:<keyId>:<base64url>`.
+   */
   hash?: string;
-  /** With `chain: true`: the hash of the entity's previous entry, absent on its first chained entry. */
+  /** With `chain`: the hash of the entity's previous entry, absent on its first chained entry. */
   prevHash?: string;
+}
+
+/**
+ * The anchor of an entity's chain, which every chained write upserts (in its own transaction)
+ * into the store's heads table (`<table>_heads`; `<collection>_heads` for MongoDB): the newest
+ * chained version and its hash, and with a key, a MAC over both. `verifyHistory` compares the
+ * history's newest entry with it, so deleting the newest entries (or stripping their hashes) is
+ * found without being told the entity's version.
+ *
+ * ```ts
+ * const head: ChainHead | undefined = await store.head('Order', '42');
+ * ```
+ */
+export interface ChainHead {
+  readonly entityType: string;
+  readonly entityId: string;
+  readonly version: number;
+  readonly hash: string;
+  /** With a key: `hmac:<keyId>:<base64url>` over the other four fields. */
+  readonly mac?: string;
 }
 
 /**
@@ -166,4 +189,9 @@ export interface HistoryReader {
   byTransaction?(txId: string): Promise<HistoryEntry[]>;
   /** Each version with its field-level changes from the previous one, oldest first (built-in stores). */
   changes?(entityType: string, entityId: string): AsyncIterable<VersionChanges>;
+  /**
+   * The entity's chain head (built-in stores), `undefined` when it has none (or the heads table
+   * does not exist); see {@link ChainHead}. `verifyHistory` uses it to detect deleted newest entries.
+   */
+  head?(entityType: string, entityId: string): Promise<ChainHead | undefined>;
 }

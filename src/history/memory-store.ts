@@ -1,6 +1,7 @@
 import { ambient } from '../context.js';
+import { headOf } from './chain.js';
 import { assertStorable } from './codec.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from './entry.js';
+import type { ChainHead, HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from './entry.js';
 import { byEntityAndVersion, byVersion, entryAsOf, selectRange } from './reader.js';
 import { HistoryStoreBase, versionTaken } from './store-base.js';
 
@@ -18,6 +19,7 @@ import { HistoryStoreBase, versionTaken } from './store-base.js';
 export class MemoryHistoryStore extends HistoryStoreBase implements HistoryWriter, HistoryReader {
   readonly transactional = false;
   readonly #entries = new Map<string, HistoryEntry[]>();
+  readonly #heads = new Map<string, ChainHead>();
 
   /** Rejects (never throws) with a `VersionConflictError` when the entity already has this version, as every store does. */
   save(entry: HistoryEntry): Promise<void> {
@@ -45,6 +47,27 @@ export class MemoryHistoryStore extends HistoryStoreBase implements HistoryWrite
       const index = versions.indexOf(stored);
       if (index >= 0) versions.splice(index, 1);
     });
+    if (entry.hash !== undefined) this.#saveHead(entry);
+  }
+
+  /** The chain head the entry carries, kept until a rollback of the transaction that wrote it. */
+  #saveHead(entry: HistoryEntry): void {
+    const head = headOf(entry) as ChainHead;
+    const key = keyOf(entry.entityType, entry.entityId);
+    const before = this.#heads.get(key);
+    const stored = { ...head };
+    this.#heads.set(key, stored);
+    ambient()?.tx?.onRollback.push(() => {
+      if (this.#heads.get(key) !== stored) return;
+      if (before === undefined) this.#heads.delete(key);
+      else this.#heads.set(key, before);
+    });
+  }
+
+  /** The entity's chain head (see `ChainHead`), or `undefined`. */
+  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+    const head = this.#heads.get(keyOf(entityType, entityId));
+    return head && { ...head };
   }
 
   async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
@@ -81,6 +104,7 @@ export class MemoryHistoryStore extends HistoryStoreBase implements HistoryWrite
 
   clear(): void {
     this.#entries.clear();
+    this.#heads.clear();
   }
 
   #versions(entityType: string, entityId: string): readonly HistoryEntry[] {

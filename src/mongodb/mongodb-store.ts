@@ -1,5 +1,13 @@
+import { headOf } from '../history/chain.js';
 import { assertStorable, bsonExact, decodeJson, encodeJson } from '../history/codec.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
+import type {
+  ChainHead,
+  HistoryEntry,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  ReadOptions,
+} from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { type MongoSessionLike, mongodbAdapter } from '../transactions/mongodb.js';
@@ -26,6 +34,11 @@ interface MongoCollectionLike {
     },
   ): MongoFindCursorLike;
   createIndex(keys: SortSpec, options?: { name?: string; unique?: boolean; sparse?: boolean }): Promise<string>;
+  updateOne(
+    filter: HistoryDocument,
+    update: HistoryDocument,
+    options?: { upsert?: boolean; session?: MongoSessionLike },
+  ): Promise<unknown>;
 }
 
 /**
@@ -61,6 +74,7 @@ const VERSION_INDEX = 'entity_history_version_key';
  */
 const TIMESTAMP_INDEX = 'entity_history_timestamp_version';
 const TX_INDEX = 'entity_history_tx';
+const HEAD_INDEX = 'entity_history_heads_key';
 const WITHOUT_ID = Object.freeze({ _id: 0 as const });
 /**
  * A snapshot or metadata BSON cannot hold exactly (a string or key with a lone surrogate, a key
@@ -97,17 +111,21 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
   /** The collection's name. */
   readonly collectionName: string;
   readonly #collection: MongoCollectionLike;
+  /** The chain heads: `<collection>_heads`, one document per chained entity. */
+  readonly #heads: MongoCollectionLike;
 
   constructor(db: MongoDbLike, options: MongoHistoryStoreOptions = {}) {
     super();
     this.collectionName = assertIdentifier(options.collection ?? DEFAULT_COLLECTION, 'MongoHistoryStore collection');
     this.#collection = db.collection(this.collectionName);
+    this.#heads = db.collection(`${this.collectionName}_heads`);
   }
 
   /**
    * Creates the collection's indexes: the unique (entityType, entityId, version) key, an
    * (entityType, entityId, timestamp, version) index for `asOf` and a sparse `txId` index for
-   * `byTransaction`. Safe to call on every start, and on a collection an earlier version made.
+   * `byTransaction`, and the unique (entityType, entityId) index of the chain heads collection
+   * `<collection>_heads`. Safe to call on every start, and on a collection an earlier version made.
    *
    * ```ts
    * await new MongoHistoryStore(db).ensureSchema();
@@ -123,12 +141,15 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
       { name: TIMESTAMP_INDEX },
     );
     await this.#collection.createIndex({ txId: 1 }, { name: TX_INDEX, sparse: true });
+    await this.#heads.createIndex({ entityType: 1, entityId: 1 }, { name: HEAD_INDEX, unique: true });
   }
 
   /**
    * Inserts one entry, inside the session's transaction when a session is given. Without a
    * session, a version the collection already holds is a `VersionConflictError`; with one, the
    * driver's duplicate-key error is left for the transaction to report (as the same error).
+   * A chained entry's head (see `ChainHead`) is upserted right after, through the same session
+   * and so in the same transaction.
    *
    * ```ts
    * await history.save(entry, session);
@@ -154,6 +175,37 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
       }
       throw error;
     }
+    if (entry.hash !== undefined) await this.#saveHead(entry, session);
+  }
+
+  /** Upserts the chain head a chained entry carries, in the same session (and transaction) as its insert. */
+  async #saveHead(entry: HistoryEntry, session: MongoSessionLike | undefined): Promise<void> {
+    const { entityType, entityId, version, hash, mac } = headOf(entry) as ChainHead;
+    const update = { $set: { version, hash, mac: mac ?? null } };
+    await this.#heads.updateOne(
+      { entityType, entityId },
+      update,
+      session === undefined ? { upsert: true } : { upsert: true, session },
+    );
+  }
+
+  /**
+   * The entity's chain head (see `ChainHead`), or `undefined` when it has none.
+   *
+   * ```ts
+   * const head = await history.head('Order', '42'); // { version: 3, hash: '…' }
+   * ```
+   */
+  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+    const [document] = await this.#heads.find({ entityType, entityId }, { projection: WITHOUT_ID, limit: 1 }).toArray();
+    if (document === undefined) return undefined;
+    const head = {
+      entityType: String(document.entityType),
+      entityId: String(document.entityId),
+      version: Number(document.version),
+      hash: String(document.hash),
+    };
+    return typeof document.mac === 'string' ? { ...head, mac: document.mac } : head;
   }
 
   /**

@@ -1,5 +1,14 @@
+import { headOf } from '../history/chain.js';
 import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
+import type {
+  ChainHead,
+  HistoryEntry,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  ReadOptions,
+} from '../history/entry.js';
+import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { afterHistoryWrite, beforeHistoryWrite, isDuplicateEntry } from '../transactions/mysql-common.js';
@@ -49,6 +58,10 @@ interface Statements {
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
+  /** The chain heads table (`<table>_heads`): create, upsert one, read one. */
+  readonly createHeads: string;
+  readonly upsertHead: string;
+  readonly head: string;
 }
 
 /**
@@ -100,7 +113,7 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
   /**
    * Creates the table with its key and indexes when it does not exist, and brings a table
    * created by an earlier version up to date (adds the `schema_version`, `hash` and `prev_hash`
-   * columns and the `tx_id` index); safe to call at every start. Works on MySQL 8 and MariaDB
+   * columns and the `tx_id` index), and creates the chain heads table `<table>_heads`; safe to call at every start. Works on MySQL 8 and MariaDB
    * (it looks in information_schema rather than relying on `ADD COLUMN IF NOT EXISTS`).
    *
    * ```ts
@@ -119,6 +132,7 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
     }
     const indexes = await selectRows<{ name: string }>(this.#db, this.#sql.indexPresent, [schema, name]);
     if (indexes.length === 0) await ignoring(ER_DUP_KEYNAME, runQuery(this.#db, this.#sql.createTxIndex));
+    await runQuery(this.#db, this.#sql.createHeads);
   }
 
   #schemaAndName(): [string | null, string] {
@@ -130,6 +144,8 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
    * Inserts one entry through `session` when given (joining its transaction), else through the
    * store's pool or connection. With a session, a duplicate version is the driver's ER_DUP_ENTRY
    * error (the call maps it to `VersionConflictError`); without one, it is a `VersionConflictError`.
+   * A chained entry's head (see `ChainHead`) is upserted right after, through the same session
+   * and so in the same transaction.
    *
    * ```ts
    * await history.save(entry, connection);
@@ -168,6 +184,32 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
       if (session == null && isDuplicateEntry(error)) {
         throw versionTaken(entry, error);
       }
+      throw error;
+    }
+    if (entry.hash !== undefined) await this.#saveHead(entry, through);
+  }
+
+  /** Upserts the chain head a chained entry carries, through the same connection (and transaction) as its INSERT. */
+  async #saveHead(entry: HistoryEntry, through: MysqlQueryable): Promise<void> {
+    const params = headParams(headOf(entry) as ChainHead);
+    const [, , version, hash, mac] = params;
+    await runQuery(through, this.#sql.upsertHead, [...params, version, hash, mac]);
+  }
+
+  /**
+   * The entity's chain head (see `ChainHead`), or `undefined` when it has none or the heads
+   * table does not exist (created by `ensureSchema`).
+   *
+   * ```ts
+   * const head = await history.head('Order', '42'); // { version: 3, hash: '…' }
+   * ```
+   */
+  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+    try {
+      const [row] = await selectRows<HeadRow>(this.#db, this.#sql.head, [entityType, entityId]);
+      return row === undefined ? undefined : rowToHead(row);
+    } catch (error) {
+      if ((error as { errno?: unknown }).errno === ER_NO_SUCH_TABLE) return undefined;
       throw error;
     }
   }
@@ -257,6 +299,7 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
 
 const ER_DUP_FIELDNAME = 1060;
 const ER_DUP_KEYNAME = 1061;
+const ER_NO_SUCH_TABLE = 1146;
 
 /** Awaits a DDL statement, ignoring the error another process racing on the same DDL causes. */
 async function ignoring(errno: number, statement: Promise<unknown>): Promise<void> {
@@ -343,5 +386,26 @@ function statements(table: string): Statements {
     // which no index serves. InnoDB's index carries the primary key's version, so the tie-break needs no filesort.
     asOf: `${select} AND \`timestamp\` <= ? ORDER BY ${t}.\`timestamp\` DESC, \`version\` DESC LIMIT 1`,
     latest: `${select} ORDER BY \`version\` DESC LIMIT 1`,
+    ...headStatements(table),
+  };
+}
+
+/** The chain heads table's statements: one row per chained entity, upserted with each chained entry. */
+function headStatements(table: string): Pick<Statements, 'createHeads' | 'upsertHead' | 'head'> {
+  const { schema, name } = headsTableOf(table, 64);
+  const h = schema === undefined ? `\`${name}\`` : `\`${schema}\`.\`${name}\``;
+  const columns = HEAD_COLUMNS.map((column) => `\`${column}\``).join(', ');
+  return {
+    createHeads:
+      `CREATE TABLE IF NOT EXISTS ${h} (` +
+      `\`entity_type\` VARCHAR(${MAX_KEY_LENGTH}) NOT NULL, \`entity_id\` VARCHAR(${MAX_KEY_LENGTH}) NOT NULL, ` +
+      '`version` INT NOT NULL, `hash` VARCHAR(64) NOT NULL, `mac` VARCHAR(64) NULL, ' +
+      'PRIMARY KEY (`entity_type`, `entity_id`)' +
+      ') ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin',
+    // The new values as parameters again rather than VALUES(), which MySQL 8.0.20 deprecates and MariaDB lacks an alias for.
+    upsertHead:
+      `INSERT INTO ${h} (${columns}) VALUES (?, ?, ?, ?, ?) ` +
+      'ON DUPLICATE KEY UPDATE `version` = ?, `hash` = ?, `mac` = ?',
+    head: `SELECT ${columns} FROM ${h} WHERE \`entity_type\` = ? AND \`entity_id\` = ?`,
   };
 }

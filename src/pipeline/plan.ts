@@ -3,6 +3,7 @@ import type { HistorySource, HistoryTrackedOptions } from '../decorators/options
 import { markedParameters } from '../decorators/params.js';
 import { getMetadata } from '../decorators/reflect.js';
 import { DecoratorError } from '../errors.js';
+import { type ChainOptions, type Keyring, keyringOf } from '../history/chain.js';
 import type { HistoryEntry, HistoryOp } from '../history/entry.js';
 import { defaultConflict } from './conflict.js';
 import { type MethodSpec, opOf } from './spec.js';
@@ -35,6 +36,8 @@ export interface CallPlan {
   readonly maxSnapshotBytes: number;
   readonly onUnchanged: 'record' | 'skip';
   readonly chain: boolean;
+  /** With `chain: { key }`: the keyring entries are signed with, read at each write. */
+  readonly chainKey: (() => Keyring) | undefined;
   readonly schemaVersion: number | undefined;
 }
 
@@ -48,13 +51,17 @@ function readingOptions(
   serviceName: string,
   method: string,
   t: HistoryTrackedOptions,
-): Pick<CallPlan, 'onUnchanged' | 'chain' | 'schemaVersion'> {
+): Pick<CallPlan, 'onUnchanged' | 'chain' | 'chainKey' | 'schemaVersion'> {
   const where = `@HistoryTracked on ${serviceName}.${method}`;
   const onUnchanged = t.onUnchanged ?? 'record';
   if (onUnchanged !== 'record' && onUnchanged !== 'skip') {
     throw new DecoratorError(`${where}: onUnchanged must be 'record' or 'skip', got ${String(onUnchanged)}.`);
   }
-  const chain = t.chain === true;
+  const chain = t.chain === true || (t.chain !== null && typeof t.chain === 'object');
+  if (t.chain !== undefined && t.chain !== false && !chain) {
+    throw new DecoratorError(`${where}: chain must be true, false or { key, keyId }, got ${String(t.chain)}.`);
+  }
+  const chainKey = chain && t.chain !== true ? keyOption(where, t.chain as ChainOptions) : undefined;
   if (t.map !== undefined && (chain || onUnchanged === 'skip')) {
     throw new DecoratorError(
       `${where}: chain and onUnchanged: 'skip' read back the entries the store wrote, which map changes. ` +
@@ -65,7 +72,26 @@ function readingOptions(
   if (schemaVersion !== undefined && (!Number.isInteger(schemaVersion) || schemaVersion < 1)) {
     throw new DecoratorError(`${where}: schemaVersion must be an integer of at least 1, got ${String(schemaVersion)}.`);
   }
-  return { onUnchanged, chain, schemaVersion };
+  return { onUnchanged, chain, chainKey, schemaVersion };
+}
+
+/** `chain: { key, keyId }` checked: a fixed key once, here; a key function at each write. */
+function keyOption(where: string, options: ChainOptions): (() => Keyring) | undefined {
+  const { key, keyId } = options;
+  if (key === undefined) {
+    if (keyId !== undefined) throw new DecoratorError(`${where}: chain.keyId was given without chain.key.`);
+    return undefined;
+  }
+  const checked = (given: unknown): Keyring => {
+    try {
+      return keyringOf(given as Parameters<typeof keyringOf>[0], keyId);
+    } catch (error) {
+      throw new DecoratorError(`${where}: chain.key: ${(error as Error).message}`);
+    }
+  };
+  if (typeof key === 'function') return () => checked(key());
+  const fixed = checked(key);
+  return () => fixed;
 }
 
 export function planFor(spec: MethodSpec, service: object): CallPlan {

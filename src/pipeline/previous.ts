@@ -18,7 +18,7 @@ export function readPrevious(
 ): Promise<HistoryEntry | undefined> {
   const latest = (writer as Partial<HistoryReader>).latest;
   if (typeof latest !== 'function') {
-    const option = plan.chain ? 'chain: true' : "onUnchanged: 'skip'";
+    const option = plan.chain ? 'chain' : "onUnchanged: 'skip'";
     throw new DecoratorError(
       `${plan.method} uses @HistoryTracked({ ${option} }), which reads the entity's latest entry through the history ` +
         'writer, but the writer has no latest(entityType, entityId, { session }). Use a built-in store, or add that method.',
@@ -68,10 +68,13 @@ export function isUnchanged(
   return sameValue(before, current);
 }
 
-/** The entry as written: with its schema version, and linked into the chain when `chain` is on. */
+/**
+ * The entry as written: with its schema version, and linked into the chain when `chain` is on
+ * (signed with the current key of `chain: { key }`; the store writes the head it carries).
+ */
 export function finishEntry(plan: CallPlan, entry: HistoryEntry, previous: HistoryEntry | undefined): HistoryEntry {
   if (plan.schemaVersion !== undefined) entry.schemaVersion = plan.schemaVersion;
-  return plan.chain ? chainEntry(entry, previous) : entry;
+  return plan.chain ? chainEntry(entry, previous, plan.chainKey?.()) : entry;
 }
 
 function hasPath(value: unknown, path: readonly string[]): boolean {

@@ -1,4 +1,5 @@
 import { EventHistoryError, HistoryWriteError } from '../errors.js';
+import { headOf } from '../history/chain.js';
 import {
   ADDED_COLUMNS,
   entryToParams,
@@ -8,10 +9,18 @@ import {
   rowToEntry,
   sqlReads,
 } from '../history/codec.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
+import type {
+  ChainHead,
+  HistoryEntry,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  ReadOptions,
+} from '../history/entry.js';
+import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
-import { finalStatementSink } from '../transactions/final-statement.js';
+import { type FinalStatement, finalStatementSink } from '../transactions/final-statement.js';
 import { connectionOf } from '../transactions/registry.js';
 import { isUniqueViolation } from '../transactions/sql-state.js';
 
@@ -70,6 +79,10 @@ interface Statements {
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
+  /** The chain heads table (`<table>_heads`): create, upsert one, read one. */
+  readonly createHeads: string;
+  readonly upsertHead: string;
+  readonly head: string;
 }
 
 /**
@@ -118,7 +131,7 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
   /**
    * Creates the table and its indexes when they do not exist, and brings a table created by an
    * earlier version up to date (adds the `schema_version`, `hash` and `prev_hash` columns and the
-   * `tx_id` index); safe to call at every start.
+   * `tx_id` index), and creates the chain heads table `<table>_heads`; safe to call at every start.
    *
    * ```ts
    * await new PostgresHistoryStore(pool).ensureSchema();
@@ -133,6 +146,7 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
     if (missing.length > 0) await this.#create(this.#sql.addColumns(missing));
     await this.#create(this.#sql.createIndex);
     await this.#create(this.#sql.createTxIndex);
+    await this.#create(this.#sql.createHeads);
   }
 
   async #create(sql: string): Promise<void> {
@@ -160,6 +174,9 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
    * this; reads of the history table made inside `save` after `super.save` do not see the
    * deferred row (turn it off with `{ sendWithCommit: false }`).
    *
+   * A chained entry's head (see `ChainHead`) is upserted right after, through the same session
+   * and so in the same transaction.
+   *
    * ```ts
    * await history.save(entry, client);
    * ```
@@ -176,6 +193,8 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
     const sink = session == null || !this.#sendWithCommit ? undefined : finalStatementSink(through);
     if (sink !== undefined) {
       sink({ text: this.#sql.insert, values });
+      // A chained entry's head travels with it, in the same round trip and transaction.
+      if (entry.hash !== undefined) sink(this.#headStatement(entry));
       return;
     }
     try {
@@ -184,6 +203,37 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
       if (session == null && isUniqueViolation(error)) {
         throw versionTaken(entry, error);
       }
+      throw error;
+    }
+    if (entry.hash !== undefined) await this.#saveHead(entry, through);
+  }
+
+  /** Upserts the chain head a chained entry carries, through the same session (and transaction) as its INSERT. */
+  async #saveHead(entry: HistoryEntry, through: PostgresQueryable): Promise<void> {
+    const { text, values } = this.#headStatement(entry);
+    await through.query(text, [...values]);
+  }
+
+  /** The head upsert of a chained entry, as a parameterized statement (text as UTF-8 bytes, as the INSERT's). */
+  #headStatement(entry: HistoryEntry): FinalStatement {
+    return { text: this.#sql.upsertHead, values: headParams(headOf(entry) as ChainHead).map(toParam) };
+  }
+
+  /**
+   * The entity's chain head (see `ChainHead`), or `undefined` when it has none or the heads
+   * table does not exist (created by `ensureSchema`).
+   *
+   * ```ts
+   * const head = await history.head('Order', '42'); // { version: 3, hash: '…' }
+   * ```
+   */
+  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+    try {
+      const { rows } = await this.connection.query(this.#sql.head, [entityType, entityId]);
+      const row = (rows as HeadRow[])[0];
+      return row === undefined ? undefined : rowToHead(row);
+    } catch (error) {
+      if ((error as { code?: unknown } | null)?.code === '42P01') return undefined;
       throw error;
     }
   }
@@ -370,5 +420,25 @@ function statements(table: string): Statements {
         .map((column) => `ADD COLUMN IF NOT EXISTS "${column.name}" ${column.type}`)
         .join(', ')}`,
     insert: `INSERT INTO ${t} (${QUOTED_COLUMNS}) VALUES (${values.join(', ')})`,
+    ...headStatements(table),
+  };
+}
+
+/** The chain heads table's statements: one row per chained entity, upserted with each chained entry. */
+function headStatements(table: string): Pick<Statements, 'createHeads' | 'upsertHead' | 'head'> {
+  const { schema, name } = headsTableOf(table, 63);
+  const h = schema === undefined ? `"${name}"` : `"${schema}"."${name}"`;
+  const columns = HEAD_COLUMNS.map((column) => `"${column}"`).join(', ');
+  return {
+    createHeads:
+      `CREATE TABLE IF NOT EXISTS ${h} (` +
+      '"entity_type" text NOT NULL, "entity_id" text NOT NULL, "version" integer NOT NULL, ' +
+      '"hash" text NOT NULL, "mac" text, PRIMARY KEY ("entity_type", "entity_id"))',
+    upsertHead:
+      `INSERT INTO ${h} (${columns}) VALUES (convert_from($1::bytea, 'UTF8'), convert_from($2::bytea, 'UTF8'), ` +
+      "$3::integer, convert_from($4::bytea, 'UTF8'), convert_from($5::bytea, 'UTF8')) " +
+      'ON CONFLICT ("entity_type", "entity_id") ' +
+      'DO UPDATE SET "version" = EXCLUDED."version", "hash" = EXCLUDED."hash", "mac" = EXCLUDED."mac"',
+    head: `SELECT ${columns} FROM ${h} WHERE "entity_type" = $1 AND "entity_id" = $2`,
   };
 }

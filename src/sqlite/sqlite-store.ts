@@ -1,3 +1,4 @@
+import { headOf } from '../history/chain.js';
 import {
   ADDED_COLUMNS,
   entryToParams,
@@ -7,7 +8,15 @@ import {
   rowToEntry,
   sqlReads,
 } from '../history/codec.js';
-import type { HistoryEntry, HistoryReader, HistoryWriter, ListOptions, ReadOptions } from '../history/entry.js';
+import type {
+  ChainHead,
+  HistoryEntry,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  ReadOptions,
+} from '../history/entry.js';
+import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { connectionOf } from '../transactions/registry.js';
@@ -65,6 +74,10 @@ interface Statements {
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
+  /** The chain heads table (`<table>_heads`): create, upsert one, read one. */
+  readonly createHeads: string;
+  readonly upsertHead: string;
+  readonly head: string;
 }
 
 /**
@@ -111,7 +124,7 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
   /**
    * Creates the table and its indexes when they do not exist, and brings a table created by an
    * earlier version up to date (adds the `schema_version`, `hash` and `prev_hash` columns and the
-   * `tx_id` index); safe to call at every start.
+   * `tx_id` index), and creates the chain heads table `<table>_heads`; safe to call at every start.
    *
    * ```ts
    * await new SqliteHistoryStore(db).ensureSchema();
@@ -133,12 +146,15 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
     }
     this.database.exec(this.#sql.createIndex);
     this.database.exec(this.#sql.createTxIndex);
+    this.database.exec(this.#sql.createHeads);
   }
 
   /**
    * Inserts one entry through `session` when given (inside its transaction), else through the
    * store's Database. With a session, a duplicate version is the driver's constraint error (the
    * call maps it to `VersionConflictError`); without one, it is a `VersionConflictError`.
+   * A chained entry's head (see `ChainHead`) is upserted right after, through the same session
+   * and so in the same transaction.
    *
    * ```ts
    * await history.save(entry, db);
@@ -161,6 +177,31 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
       }
       throw error;
     }
+    if (entry.hash !== undefined) this.#saveHead(entry, through);
+  }
+
+  /** Upserts the chain head a chained entry carries, through the same Database (and transaction) as its INSERT. */
+  #saveHead(entry: HistoryEntry, through: SqliteConnectionLike): void {
+    this.#statement(through, this.#sql.upsertHead).run(...headParams(headOf(entry) as ChainHead));
+  }
+
+  /**
+   * The entity's chain head (see `ChainHead`), or `undefined` when it has none or the heads
+   * table does not exist (created by `ensureSchema`).
+   *
+   * ```ts
+   * const head = await history.head('Order', '42'); // { version: 3, hash: '…' }
+   * ```
+   */
+  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+    let rows: HeadRow[];
+    try {
+      rows = this.#statement(this.database, this.#sql.head).all(entityType, entityId) as HeadRow[];
+    } catch (error) {
+      if (/no such table/i.test((error as Error).message)) return undefined;
+      throw error;
+    }
+    return rows[0] === undefined ? undefined : rowToHead(rows[0]);
   }
 
   /**
@@ -288,5 +329,23 @@ function statements(table: string): Statements {
     tableInfo: parts.length === 2 ? `PRAGMA "${parts[0]}".table_info("${base}")` : `PRAGMA table_info("${base}")`,
     addColumn: (name, type) => `ALTER TABLE ${t} ADD COLUMN "${name}" ${type}`,
     insert: `INSERT INTO ${t} (${QUOTED_COLUMNS}) VALUES (${HISTORY_COLUMNS.map(() => '?').join(', ')})`,
+    ...headStatements(table),
+  };
+}
+
+/** The chain heads table's statements: one row per chained entity, upserted with each chained entry. */
+function headStatements(table: string): Pick<Statements, 'createHeads' | 'upsertHead' | 'head'> {
+  const { schema, name } = headsTableOf(table, Number.POSITIVE_INFINITY);
+  const h = schema === undefined ? `"${name}"` : `"${schema}"."${name}"`;
+  const columns = HEAD_COLUMNS.map((column) => `"${column}"`).join(', ');
+  return {
+    createHeads:
+      `CREATE TABLE IF NOT EXISTS ${h} (` +
+      '"entity_type" TEXT NOT NULL, "entity_id" TEXT NOT NULL, "version" INTEGER NOT NULL, ' +
+      '"hash" TEXT NOT NULL, "mac" TEXT, PRIMARY KEY ("entity_type", "entity_id")) WITHOUT ROWID',
+    upsertHead:
+      `INSERT INTO ${h} (${columns}) VALUES (?, ?, ?, ?, ?) ON CONFLICT ("entity_type", "entity_id") ` +
+      'DO UPDATE SET "version" = excluded."version", "hash" = excluded."hash", "mac" = excluded."mac"',
+    head: `SELECT ${columns} FROM ${h} WHERE "entity_type" = ? AND "entity_id" = ?`,
   };
 }

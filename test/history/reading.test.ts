@@ -192,7 +192,14 @@ describe('upcastReader and verifyHistory on the memory store', () => {
     account.owner = 'bob';
     await accounts.update(account);
 
-    expect(await verifyHistory(store, 'Account', 'a1')).toEqual({ ok: true, entries: 2, unchained: 1 });
+    expect(await verifyHistory(store, 'Account', 'a1')).toMatchObject({
+      ok: true,
+      entries: 2,
+      unchained: 1,
+      chained: true,
+      anchored: true,
+      findings: [{ kind: 'unchained', version: 1, fatal: false }],
+    });
     const forged: HistoryEntry = { ...(await store.at('Account', 'a1', 2)), version: 3 } as HistoryEntry;
     delete forged.hash;
     store.save(forged);

@@ -60,11 +60,14 @@ export class EventHistoryError extends Error {
    * the stable class names each error records. Subclasses of your own keep the usual check.
    */
   static override [Symbol.hasInstance](value: unknown): boolean {
-    if (!Object.hasOwn(this, KIND)) return Function.prototype[Symbol.hasInstance].call(this, value);
+    // `this` is the class asked about (a subclass inherits this method), not EventHistoryError.
+    // biome-ignore lint/complexity/noThisInStatic: the receiver is the class on the right of instanceof
+    const asked: object = this;
+    if (!Object.hasOwn(asked, KIND)) return Function.prototype[Symbol.hasInstance].call(asked, value);
     if (value === null || typeof value !== 'object') return false;
     const kinds = (value as Record<symbol, unknown>)[KINDS];
-    if (Array.isArray(kinds)) return kinds.includes((this as unknown as Record<symbol, string>)[KIND]);
-    return Function.prototype[Symbol.hasInstance].call(this, value);
+    if (Array.isArray(kinds)) return kinds.includes((asked as Record<symbol, string>)[KIND]);
+    return Function.prototype[Symbol.hasInstance].call(asked, value);
   }
 }
 

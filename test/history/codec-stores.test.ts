@@ -224,7 +224,7 @@ for (const store of cases) {
         const back = (one?.snapshot ?? {}) as Record<string, unknown>;
         expect(back.lookalike).not.toBeInstanceOf(Date);
         expect(Object.getPrototypeOf(back.protoHolder)).toBe(Object.prototype);
-        expect(await verifyHistory(kit.store, first.entityType, first.entityId)).toEqual({
+        expect(await verifyHistory(kit.store, first.entityType, first.entityId)).toMatchObject({
           ok: true,
           entries: 2,
           unchained: 0,

@@ -49,6 +49,15 @@ const HOSTILE = [
 ];
 
 /**
+ * Text for an entry's own fields (id, actor): every store refuses a NUL there before writing
+ * (InvalidEntityError, the codec's rule, tested in test/history/codec-stores.test.ts); inside
+ * snapshots and metadata a NUL is carried exactly.
+ */
+function keyText(value: string): string {
+  return value.replaceAll('\u0000', '\u2400');
+}
+
+/**
  * An entity id that, interpolated by mysql2 (which escapes a quote as \') under
  * NO_BACKSLASH_ESCAPES, closes its own literal, completes the row and appends a second row for
  * the entity Victim/v1, commenting out the rest of the statement. Hex literals: no quotes needed.
@@ -164,9 +173,9 @@ export function runMysqlSafetySuite<C extends MysqlQueryable, P>(kit: MysqlDrive
             const snapshot = { [value]: value, nested: { [value]: [value, 0, -1.5e-300, Number.MAX_SAFE_INTEGER] } };
             // No session (pool, then connection), and with the connection as session.
             const written = [
-              [onPool, entryFor(`${tag}:${n++}:${value}`, snapshot), undefined],
-              [onConnection, entryFor(`${tag}:${n++}:${value}`, snapshot), undefined],
-              [onPool, entryFor(`${tag}:${n++}:${value}`, snapshot), connection],
+              [onPool, entryFor(`${tag}:${n++}:${keyText(value)}`, snapshot), undefined],
+              [onConnection, entryFor(`${tag}:${n++}:${keyText(value)}`, snapshot), undefined],
+              [onPool, entryFor(`${tag}:${n++}:${keyText(value)}`, snapshot), connection],
             ] as const;
             for (const [target, entry, session] of written) {
               await target.save(entry, session);
@@ -178,7 +187,7 @@ export function runMysqlSafetySuite<C extends MysqlQueryable, P>(kit: MysqlDrive
           }
           // Through the decorated pipeline, on the session in that mode: the id itself forges.
           const service = orderService(onPool);
-          for (const id of [FORGING_ID, ...HOSTILE.map((value) => `${tag}:${value}`)]) {
+          for (const id of [FORGING_ID, ...HOSTILE.map((value) => `${tag}:${keyText(value)}`)]) {
             const order: Order = { id: id === FORGING_ID ? `${FORGING_ID}${tag}`.slice(0, 255) : id, total: 1 };
             await service.save(order, connection);
             const [entry] = await onConnection.list('Order', order.id);
@@ -262,11 +271,11 @@ export function runMysqlSafetySuite<C extends MysqlQueryable, P>(kit: MysqlDrive
         ),
       }));
       const sample = fc.record({
-        key: text.filter((value) => value.length <= 60),
+        key: text.filter((value) => value.length <= 60).map(keyText),
         snapshot: fc.dictionary(key, tree, { maxKeys: 5, noNullPrototype: true }),
         // One entry in fifteen carries a huge value.
         big: fc.oneof({ weight: 14, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: huge }),
-        actor: fc.option(text, { nil: undefined }),
+        actor: fc.option(text.map(keyText), { nil: undefined }),
         metadata: fc.option(fc.dictionary(key, tree, { maxKeys: 3, noNullPrototype: true }), { nil: undefined }),
       });
       const samples = fc.sample(sample, {
@@ -408,7 +417,7 @@ export function runMysqlSafetySuite<C extends MysqlQueryable, P>(kit: MysqlDrive
       };
       const [outerId, innerId] = [orderId(), orderId()];
       @Versioned()
-      @HistoryTracked(store)
+      @HistoryTracked(store, { entityType: 'Order' })
       class OuterService {
         async save(order: Order, session: C): Promise<void> {
           await bound(session, `INSERT INTO ${ordersTable} (id, total, version) VALUES (?, ?, ?)`, [

@@ -353,7 +353,17 @@ function asBuffer(value: string | Uint8Array | null): string | Uint8Array | null
 /** Sends `pending` and then `last` (COMMIT or RELEASE SAVEPOINT) in one round trip. */
 function sendFinal(client: PgClientLike, pending: readonly PendingStatement[], last: string): Promise<FinalOutcome> {
   const query = new FinalQuery([...pending.map((item) => item.statement), { text: last, values: [] }]);
-  (client.query as unknown as (this: PgClientLike, query: FinalQuery) => unknown).call(client, query);
+  let returned: unknown;
+  try {
+    returned = (client.query as unknown as (this: PgClientLike, query: FinalQuery) => unknown).call(client, query);
+  } catch (error) {
+    query.handleError(error);
+  }
+  // node-postgres returns the query object itself; a wrapper of the client (instrumentation, a
+  // proxy) may instead return a promise that rejects without ever calling handleError.
+  if (returned !== query && typeof (returned as PromiseLike<unknown> | undefined)?.then === 'function') {
+    (returned as PromiseLike<unknown>).then(undefined, (error: unknown) => query.handleError(error));
+  }
   return query.done;
 }
 

@@ -40,6 +40,8 @@ export function failingCommit<S extends object>(name: TargetName, session: S): S
   });
 }
 
-function isCommit(text: unknown): boolean {
+function isCommit(query: unknown): boolean {
+  // A string, or the query object the pg adapter sends the history INSERT and COMMIT as.
+  const text = typeof query === 'string' ? query : (query as { text?: unknown } | null)?.text;
   return typeof text === 'string' && (text === 'COMMIT' || text.endsWith(';\nCOMMIT'));
 }

@@ -12,6 +12,7 @@ import {
 import { MysqlHistoryStore, type MysqlQueryable } from '../../src/mysql/index.js';
 import { runQuery } from '../../src/mysql/query.js';
 import { orderId } from '../integration/behaviour.js';
+import { useFigures } from '../reliability/support/figures.js';
 import { countRows, describeMysql, type MysqlDriverKit, uniqueTable } from './support.js';
 
 interface Order {
@@ -68,6 +69,8 @@ const FORGING_ID =
 
 /** The history statements against a database whose session runs in the given sql_modes; MySQL suites per driver. */
 export function runMysqlSafetySuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C, P>): void {
+  // Also run by the reliability suite (test/reliability/differential.reliability.ts), whose report lists these.
+  const figures = useFigures(`differential-mysql-${kit.name}`);
   describeMysql(`MySQL (${kit.name}): values, sql_mode and transaction state`, () => {
     const ordersTable = uniqueTable('eh_sorders');
     const historyTable = uniqueTable('eh_shistory');
@@ -368,6 +371,18 @@ export function runMysqlSafetySuite<C extends MysqlQueryable, P>(kit: MysqlDrive
         `DIFFERENTIAL mysql: driver=${kit.name} entries=${entries} modes=${targets.length} paths=${paths.length} ` +
           `writes=${entries * targets.length * paths.length} seconds=${seconds} mismatches=${mismatches.length}`,
       );
+      const where = `MariaDB (${kit.name})`;
+      figures.add('differential', 'random entries, each written through every path', where, entries);
+      figures.add(
+        'differential',
+        'sql_modes tried (default, NO_BACKSLASH_ESCAPES, ANSI_QUOTES, both)',
+        where,
+        targets.length,
+      );
+      figures.add('differential', 'write paths (owned, joined, pool, connection)', where, paths.length);
+      figures.add('differential', 'read-back mismatches', where, mismatches.length);
+      const alive = await canaryAlive();
+      figures.add('differential', 'canary tables lost', where, alive ? 0 : 1);
       expect(mismatches).toEqual([]);
       expect(entries).toBeGreaterThanOrEqual(Math.min(COUNT, 20));
       expect(await countRows(kit, pool, historyTable, 'Victim', 'v1')).toBe(0);

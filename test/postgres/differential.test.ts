@@ -8,6 +8,7 @@ import { PostgresHistoryStore, type PostgresQueryable, pgAdapter, pgliteAdapter 
 import type { TransactionAdapter } from '../../src/transactions/adapter.js';
 import { writeLast } from '../../src/transactions/final-statement.js';
 import { REQUIRE_DATABASES } from '../integration/fixture.js';
+import { useFigures } from '../reliability/support/figures.js';
 import { uniqueTable } from './shared.js';
 
 /** The adapters' join, which the type leaves optional. */
@@ -122,6 +123,8 @@ function entries(canary: string): fc.Arbitrary<Omit<HistoryEntry, 'entityId'> & 
 }
 
 const fail = (error: unknown) => new HistoryWriteError('differential', '?', 0, error);
+// Also run by the reliability suite (test/reliability/differential.reliability.ts), whose report lists these.
+const figures = useFigures('differential-postgres');
 
 suite('Differential: every write path reads back the entry, whatever the session settings', () => {
   let pool: pg.Pool;
@@ -331,6 +334,17 @@ suite('Differential: every write path reads back the entry, whatever the session
     console.log(
       `DIFFERENTIAL postgres: entries=${written} settings=${usedSettings.size}/${settings.length} paths=9 mismatches=${mismatches}`,
     );
+    const where = 'PostgreSQL (pg, PGlite)';
+    figures.add('differential', 'random entries, each written through every path', where, written);
+    figures.add(
+      'differential',
+      'session settings tried (standard_conforming_strings, backslash_quote, client_encoding)',
+      where,
+      usedSettings.size,
+    );
+    figures.add('differential', 'write paths (owned, joined, no session; Client, Pool, PGlite)', where, 9);
+    figures.add('differential', 'read-back mismatches', where, mismatches);
+    figures.add('differential', 'canary tables lost', where, 0);
   }, 60_000);
 
   it('carries a NUL inside a snapshot on every path, and refuses one in an entry field before writing', async () => {

@@ -12,6 +12,7 @@ const SECTIONS: readonly { key: string; title: string }[] = [
   { key: 'storm', title: 'Concurrency storms' },
   { key: 'bad-input', title: 'Bad input' },
   { key: 'isolation', title: 'Isolation and redaction' },
+  { key: 'differential', title: 'Differential: values never inside SQL text, read back exactly' },
   { key: 'invariants', title: 'Invariant checks' },
 ];
 

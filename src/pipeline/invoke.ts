@@ -17,6 +17,7 @@ import { isConnectionLost } from '../transactions/connection-lost.js';
 import { findAdapter } from '../transactions/registry.js';
 import { providedSession } from '../transactions/session-provider.js';
 import { captureEntity, type EntityState, restoreEntity } from './entity-state.js';
+import { committed, entryWritten, mergeHooks, parkHooks } from './hooks.js';
 import type { CallPlan } from './plan.js';
 import { planFor } from './plan.js';
 import { finishEntry, isUnchanged, readPrevious } from './previous.js';
@@ -105,8 +106,9 @@ function own(
     // An adapter whose run() throws instead of rejecting.
     return ownFailed(error, call, adapter, attemptNo, before, frame, progress.workDone);
   }
-  return running.then(undefined, (error: unknown) =>
-    ownFailed(error, call, adapter, attemptNo, before, frame, progress.workDone),
+  return running.then(
+    (result) => committed(frame, result), // after-commit hooks: the transaction committed
+    (error: unknown) => ownFailed(error, call, adapter, attemptNo, before, frame, progress.workDone),
   );
 }
 
@@ -171,11 +173,17 @@ function joined(call: Call, frame: TransactionFrame): Promise<unknown> {
   } catch (error) {
     running = Promise.reject(error);
   }
-  return running.then(undefined, (error: unknown) => {
-    undo(frame);
-    frame.closed = true;
-    throw classify(error, call, undefined, adapter);
-  });
+  return running.then(
+    (result) => {
+      parkHooks(frame); // the caller commits: hooks wait for runCommittedHooks(session)
+      return result;
+    },
+    (error: unknown) => {
+      undo(frame);
+      frame.closed = true;
+      throw classify(error, call, undefined, adapter);
+    },
+  );
 }
 
 /**
@@ -201,6 +209,7 @@ function nested(call: Call, parent: TransactionFrame): Promise<unknown> {
     (result) => {
       // Undone with the parent's unit if that rolls back.
       parent.onRollback.push(...frame.onRollback);
+      mergeHooks(parent, frame);
       return result;
     },
     (error: unknown) => {
@@ -301,6 +310,8 @@ async function attempt(
           throw historyWriteFailure(error, entry, stamp, frame);
         }
       }
+      const notified = entryWritten(frame, stored); // committed-entry listeners, after the commit
+      if (notified !== undefined) await notified;
     }
     stamp.release();
     frame?.onRollback.push(stamp.restore);

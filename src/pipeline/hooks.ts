@@ -73,7 +73,7 @@ export function afterCommit(fn: () => unknown): void {
             'Register hooks while the decorated method runs.',
     );
   }
-  (frame.afterCommit ??= []).push(fn);
+  queue(frame, [fn]);
 }
 
 /**
@@ -145,14 +145,14 @@ export function entryWritten(frame: TransactionFrame | undefined, entry: History
   if (state.listeners.length === 0) return undefined;
   const notify = (): Promise<void> => notifyEntry(entry);
   if (frame === undefined) return notify();
-  (frame.afterCommit ??= []).push(notify);
+  queue(frame, [notify]);
   return undefined;
 }
 
 /** @internal A nested call succeeded: its hooks wait for the parent unit's commit. */
 export function mergeHooks(parent: TransactionFrame, child: TransactionFrame): void {
   if (child.afterCommit !== undefined && child.afterCommit.length > 0) {
-    (parent.afterCommit ??= []).push(...child.afterCommit.splice(0));
+    queue(parent, child.afterCommit.splice(0));
   }
 }
 
@@ -176,6 +176,11 @@ export function committed<T>(frame: TransactionFrame | undefined, result: T): T 
   const hooks = frame?.afterCommit;
   if (hooks === undefined || hooks.length === 0) return result;
   return runHooks(hooks.splice(0)).then(() => result);
+}
+
+function queue(frame: TransactionFrame, hooks: Hook[]): void {
+  if (frame.afterCommit === undefined) frame.afterCommit = hooks;
+  else frame.afterCommit.push(...hooks);
 }
 
 async function runHooks(hooks: readonly Hook[]): Promise<void> {

@@ -181,7 +181,7 @@ describe('afterCommit with the in-memory database', () => {
     await new Failing().save(new Order('o1', 1), new FakeDb().session());
     expect(errors).toHaveLength(1);
     expect(String(errors[0]?.[0])).toContain('after the commit');
-    expect((errors[0]?.[1] as Error).message).toBe('boom after commit');
+    expect(errors[0]?.[1]).toMatchObject({ message: 'boom after commit' });
   });
 
   it('joined calls queue their hooks on the session until runCommittedHooks or discardHooks', async () => {

@@ -22,7 +22,11 @@ export interface RelayOptions {
   /** Errors the relay recovers from (a broker or database down): it waits and tries again. Default `console.error`. */
   readonly onError?: (error: unknown) => void;
   /** Called after each published message. */
-  readonly onPublished?: (message: { readonly id: string; readonly sequence: number; readonly duplicate: boolean }) => void;
+  readonly onPublished?: (message: {
+    readonly id: string;
+    readonly sequence: number;
+    readonly duplicate: boolean;
+  }) => void;
 }
 
 /** What a relay run did. */

@@ -247,7 +247,10 @@ export function mysqlRelaySource(
         [table.includes('.') ? table.split('.')[0] : null, bare, 'relay_seq'],
       );
       if (Number(present[0]?.n ?? 0) === 0) {
-        await runQuery(db, `ALTER TABLE ${t} ADD COLUMN \`relay_seq\` BIGINT NULL, ADD UNIQUE INDEX \`relay_seq_idx\` (\`relay_seq\`)`);
+        await runQuery(
+          db,
+          `ALTER TABLE ${t} ADD COLUMN \`relay_seq\` BIGINT NULL, ADD UNIQUE INDEX \`relay_seq_idx\` (\`relay_seq\`)`,
+        );
       }
       await runQuery(
         db,
@@ -359,9 +362,7 @@ export function sqliteRelaySource(database: SqliteConnectionLike, options: Relay
         database.exec(`CREATE UNIQUE INDEX IF NOT EXISTS ${prefix}"${bare}_relay_seq_idx" ON "${bare}" ("relay_seq")`);
       }
       if (!known.has(`${bare}_relay`)) {
-        database.exec(
-          `CREATE TABLE IF NOT EXISTS ${positions} ("name" TEXT PRIMARY KEY, "position" INTEGER NOT NULL)`,
-        );
+        database.exec(`CREATE TABLE IF NOT EXISTS ${positions} ("name" TEXT PRIMARY KEY, "position" INTEGER NOT NULL)`);
       }
     },
     async assign(limit) {
@@ -414,9 +415,7 @@ export function sqliteRelaySource(database: SqliteConnectionLike, options: Relay
     },
     async backlog() {
       const rows = database
-        .prepare(
-          `SELECT COALESCE(MAX("relay_seq"), 0) AS assigned, SUM("relay_seq" IS NULL) AS unassigned FROM ${t}`,
-        )
+        .prepare(`SELECT COALESCE(MAX("relay_seq"), 0) AS assigned, SUM("relay_seq" IS NULL) AS unassigned FROM ${t}`)
         .all() as { assigned: number; unassigned: number | null }[];
       return { assigned: Number(rows[0]?.assigned ?? 0), unassigned: Number(rows[0]?.unassigned ?? 0) };
     },

@@ -175,7 +175,13 @@ for (const target of targets) {
         await aborted.begin();
         await aborted.save(entry('Order', 'ghost', 1));
       }
-      const first = await relay({ source, publisher: broker, untilCaughtUp: false, pollIntervalMs: 5, signal: AbortSignal.timeout(300) });
+      const first = await relay({
+        source,
+        publisher: broker,
+        untilCaughtUp: false,
+        pollIntervalMs: 5,
+        signal: AbortSignal.timeout(300),
+      });
       expect(broker.keys()).toEqual(sqlite ? [] : ['Order/late/1']);
 
       await early.commit();

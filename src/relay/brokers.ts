@@ -52,7 +52,7 @@ export interface JetStreamLike {
   publish(
     subject: string,
     data: Uint8Array,
-    options: { msgID: string; headers?: unknown; timeout?: number },
+    options: { msgID: string; timeout?: number },
   ): Promise<{ duplicate: boolean; seq: number }>;
 }
 

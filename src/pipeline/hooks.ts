@@ -25,8 +25,11 @@ type Hook = () => unknown;
 interface HookState {
   handler: HookErrorHandler;
   readonly listeners: EntryCommittedListener[];
-  /** Hooks of joined calls, waiting for the caller's COMMIT (`runCommittedHooks`) or ROLLBACK (`discardHooks`). */
-  readonly bySession: WeakMap<object, Hook[]>;
+  /**
+   * Hooks of joined calls, waiting for the caller's COMMIT (`runCommittedHooks`) or ROLLBACK
+   * (`discardHooks`), with the id of the transaction they belong to when the adapter knows it.
+   */
+  readonly bySession: WeakMap<object, { readonly txId: string | undefined; readonly hooks: Hook[] }>;
 }
 
 const defaultHandler: HookErrorHandler = (error, failure) => {
@@ -117,10 +120,10 @@ export function setHookErrorHandler(handler: HookErrorHandler | undefined): Hook
  * ```
  */
 export async function runCommittedHooks(session: object): Promise<void> {
-  const hooks = state.bySession.get(session);
-  if (hooks === undefined) return;
+  const queued = state.bySession.get(session);
+  if (queued === undefined) return;
   state.bySession.delete(session);
-  await runHooks(hooks);
+  await runHooks(queued.hooks);
 }
 
 /**
@@ -137,7 +140,7 @@ export function discardHooks(session: object): void {
 
 /** @internal How many hooks wait on `session` for the caller's COMMIT. */
 export function pendingHooks(session: object): number {
-  return state.bySession.get(session)?.length ?? 0;
+  return state.bySession.get(session)?.hooks.length ?? 0;
 }
 
 /** @internal Queues the committed-entry notification of `entry` on `frame`, or runs it now without a transaction. */
@@ -161,9 +164,14 @@ export function parkHooks(frame: TransactionFrame): void {
   const hooks = frame.afterCommit?.splice(0);
   const session = frame.session;
   if (hooks === undefined || hooks.length === 0 || session === null || typeof session !== 'object') return;
+  // The adapter's id of the caller's transaction, when it has one: hooks still queued from an
+  // earlier transaction on this session (neither run nor discarded by the caller) are dropped
+  // rather than run with this one's.
+  const txId = frame.adapter.transactionId?.call(frame.adapter, session);
   const queued = state.bySession.get(session);
-  if (queued === undefined) state.bySession.set(session, hooks);
-  else queued.push(...hooks);
+  if (queued === undefined || (txId !== undefined && queued.txId !== txId))
+    state.bySession.set(session, { txId, hooks });
+  else queued.hooks.push(...hooks);
 }
 
 /** @internal The unit rolled back (or an attempt failed): its hooks never run. */

@@ -208,6 +208,21 @@ describe('afterCommit with the in-memory database', () => {
     expect(log).toHaveLength(3);
   });
 
+  it('drops hooks a caller neither ran nor discarded when a later transaction on the session queues its own', async () => {
+    const log: string[] = [];
+    const { orders } = services(log);
+    const session = new FakeDb().session();
+    await session.begin();
+    await orders.save(new Order('forgotten', 1), session);
+    await session.rollback(); // and no discardHooks(session)
+    await session.begin();
+    await orders.save(new Order('o2', 1), session);
+    await orders.save(new Order('o3', 1), session);
+    await session.commit();
+    await runCommittedHooks(session);
+    expect(log).toEqual(['first o2', 'second o2', 'third o2', 'first o3', 'second o3', 'third o3']);
+  });
+
   it('refuses afterCommit outside a transaction', () => {
     expect(() => afterCommit(() => undefined)).toThrow(TransactionStateError);
   });

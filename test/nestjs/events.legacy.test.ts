@@ -1,5 +1,5 @@
 import { Injectable, Module } from '@nestjs/common';
-import { EventEmitter2, EventEmitterModule, OnEvent } from '@nestjs/event-emitter';
+import { EventEmitterModule, OnEvent } from '@nestjs/event-emitter';
 import { Test } from '@nestjs/testing';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';

@@ -50,6 +50,46 @@ function relayed(rows: readonly Row[]): RelayedEntry[] {
   return rows.map((row) => ({ sequence: Number(row.relay_seq), entry: rowToEntry(row) }));
 }
 
+/** A history row's key. */
+interface Key {
+  readonly entity_type: string;
+  readonly entity_id: string;
+  readonly version: number;
+}
+
+/**
+ * The picked rows that may be numbered now: per entity, those before the first committed
+ * unnumbered version that was not picked (`SKIP LOCKED` passes over a row someone holds a lock
+ * on, and numbering a later version before it would publish the entity out of order).
+ * `unnumbered` holds every committed unnumbered row of the picked entities.
+ */
+export function numberable(picked: readonly Key[], unnumbered: readonly Key[]): Key[] {
+  const entity = (k: Key) => `${k.entity_type}\u0000${k.entity_id}`;
+  const chosen = new Set(picked.map((k) => `${entity(k)}\u0000${Number(k.version)}`));
+  const limit = new Map<string, number>();
+  const sorted = [...unnumbered].sort((a, b) => Number(a.version) - Number(b.version));
+  for (const k of sorted) {
+    const e = entity(k);
+    if (!limit.has(e) && !chosen.has(`${e}\u0000${Number(k.version)}`)) limit.set(e, Number(k.version));
+  }
+  return picked
+    .filter((k) => {
+      const stop = limit.get(entity(k));
+      return stop === undefined || Number(k.version) < stop;
+    })
+    .sort((a, b) =>
+      a.entity_type === b.entity_type
+        ? a.entity_id === b.entity_id
+          ? Number(a.version) - Number(b.version)
+          : a.entity_id < b.entity_id
+            ? -1
+            : 1
+        : a.entity_type < b.entity_type
+          ? -1
+          : 1,
+    );
+}
+
 function tableName(options: RelaySourceOptions, what: string): string {
   return assertIdentifier(options.table ?? 'entity_history', what);
 }
@@ -145,15 +185,35 @@ export function postgresRelaySource(
         // One numbering transaction at a time: two relays numbering at once could commit out of order.
         await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockKey]);
         const { rows } = await client.query(
-          `WITH picked AS (SELECT "entity_type", "entity_id", "version" FROM ${t} WHERE "relay_seq" IS NULL ` +
-            `ORDER BY "entity_type", "entity_id", "version" LIMIT $1 FOR UPDATE SKIP LOCKED), ` +
-            `base AS (SELECT COALESCE(MAX("relay_seq"), 0) AS top FROM ${t}), ` +
-            `numbered AS (SELECT p.*, base.top + row_number() OVER (ORDER BY p."entity_type", p."entity_id", p."version") AS seq FROM picked p, base) ` +
-            `UPDATE ${t} h SET "relay_seq" = n.seq FROM numbered n WHERE h."entity_type" = n."entity_type" ` +
-            `AND h."entity_id" = n."entity_id" AND h."version" = n."version" RETURNING n.seq`,
+          `SELECT "entity_type", "entity_id", "version" FROM ${t} WHERE "relay_seq" IS NULL ` +
+            'ORDER BY "entity_type", "entity_id", "version" LIMIT $1 FOR UPDATE SKIP LOCKED',
           [limit],
         );
-        return rows.length;
+        const picked = rows as Key[];
+        if (picked.length === 0) return 0;
+        // Every committed unnumbered row of those entities, locked or not (a plain read does not lock).
+        const types = picked.map((k) => k.entity_type);
+        const ids = picked.map((k) => k.entity_id);
+        const all = await client.query(
+          `SELECT "entity_type", "entity_id", "version" FROM ${t} WHERE "relay_seq" IS NULL AND ("entity_type", "entity_id") IN ` +
+            '(SELECT * FROM unnest($1::text[], $2::text[]))',
+          [types, ids],
+        );
+        const kept = numberable(picked, all.rows as Key[]);
+        if (kept.length === 0) return 0;
+        const top = await client.query(`SELECT COALESCE(MAX("relay_seq"), 0)::text AS top FROM ${t}`);
+        const first = Number((top.rows[0] as { top: string }).top) + 1;
+        await client.query(
+          `UPDATE ${t} h SET "relay_seq" = v.seq FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS v(et, eid, ver, seq) ` +
+            'WHERE h."entity_type" = v.et AND h."entity_id" = v.eid AND h."version" = v.ver',
+          [
+            kept.map((k) => k.entity_type),
+            kept.map((k) => k.entity_id),
+            kept.map((k) => Number(k.version)),
+            kept.map((_, i) => first + i),
+          ],
+        );
+        return kept.length;
       });
     },
     async read(after, limit) {
@@ -269,13 +329,20 @@ export function mysqlRelaySource(
           [],
         );
         if (picked.length === 0) return 0;
+        // Every committed unnumbered row of those entities, locked or not (a consistent read does not lock).
+        const all = await selectRows<Key>(
+          conn,
+          `SELECT \`entity_type\`, \`entity_id\`, \`version\` FROM ${t} WHERE \`relay_seq\` IS NULL AND (\`entity_type\`, \`entity_id\`) IN (${picked.map(() => '(?, ?)').join(', ')})`,
+          picked.flatMap((k) => [k.entity_type, k.entity_id]),
+        );
+        const kept = numberable(picked, all);
         const [top] = await selectRows<{ top: number | string | null }>(
           conn,
           `SELECT MAX(\`relay_seq\`) AS top FROM ${t}`,
           [],
         );
         let next = Number(top?.top ?? 0);
-        for (const row of picked) {
+        for (const row of kept) {
           next += 1;
           await runQuery(
             conn,
@@ -283,7 +350,7 @@ export function mysqlRelaySource(
             [next, row.entity_type, row.entity_id, row.version],
           );
         }
-        return picked.length;
+        return kept.length;
       });
     },
     async read(after, limit) {

@@ -40,6 +40,8 @@ interface Writer {
   save(e: ReturnType<typeof entry>): Promise<void>;
   commit(): Promise<void>;
   rollback(): Promise<void>;
+  /** Takes a shared row lock on a committed entry inside the open transaction (SQL databases with row locks). */
+  lockShared?(entityType: string, entityId: string, version: number): Promise<void>;
 }
 
 interface Target {
@@ -53,7 +55,7 @@ const targets: Target[] = [
     name: 'PostgreSQL',
     unavailable: DATABASE_URL ? undefined : 'DATABASE_URL is not set',
     async open() {
-      const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 6 });
+      const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 12 });
       const table = unique();
       const store = new PostgresHistoryStore(pool, { table });
       await store.ensureSchema();
@@ -68,6 +70,11 @@ const targets: Target[] = [
             save: (e) => store.save(e, client),
             commit: async () => void (await client.query('COMMIT')),
             rollback: async () => void (await client.query('ROLLBACK')),
+            lockShared: async (type, id, version) =>
+              void (await client.query(
+                `SELECT 1 FROM "${table}" WHERE entity_type = $1 AND entity_id = $2 AND version = $3 FOR SHARE`,
+                [type, id, version],
+              )),
           };
         },
         async close() {
@@ -82,7 +89,7 @@ const targets: Target[] = [
     name: 'MariaDB',
     unavailable: MYSQL_URL ? undefined : 'MYSQL_URL is not set',
     async open() {
-      const pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 6 });
+      const pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: 12 });
       const table = unique();
       const store = new MysqlHistoryStore(pool, { table });
       await store.ensureSchema();
@@ -97,6 +104,11 @@ const targets: Target[] = [
             save: (e) => store.save(e, conn),
             commit: async () => void (await conn.query('COMMIT')),
             rollback: async () => void (await conn.query('ROLLBACK')),
+            lockShared: async (type, id, version) =>
+              void (await conn.query(
+                `SELECT 1 FROM \`${table}\` WHERE entity_type = ? AND entity_id = ? AND version = ? LOCK IN SHARE MODE`,
+                [type, id, version],
+              )),
           };
         },
         async close() {
@@ -195,6 +207,34 @@ for (const target of targets) {
       expect(broker.keys().sort()).toEqual(['Order/early/1', 'Order/late/1']);
       expect(second.position).toBeGreaterThanOrEqual(first.position);
       expect(await source.position('default')).toBe(2);
+    });
+
+    // SQLite has no row locks: its relay never passes over a row.
+    const withRowLocks = target.name === 'SQLite' ? () => undefined : it;
+    withRowLocks('never numbers a later version before an earlier one that SKIP LOCKED passed over', async () => {
+      const { source } = opened;
+      const writer = await opened.writer();
+      const locker = await opened.writer();
+      if (locker.lockShared === undefined) throw new Error(`${target.name} needs lockShared`);
+      const broker = new MemoryBroker();
+      // Everything before this test is published first, so only this test's entries are in play.
+      await relay({ source, publisher: broker, name: 'locks', untilCaughtUp: true });
+      broker.messages.length = 0;
+      await writer.begin();
+      await writer.save(entry('Ledger', 'l1', 1));
+      await writer.commit();
+      // Someone holds a lock on the committed version 1 (a foreign-key check, a FOR SHARE read)…
+      await locker.begin();
+      await locker.lockShared('Ledger', 'l1', 1);
+      // …while version 2 commits.
+      await writer.begin();
+      await writer.save(entry('Ledger', 'l1', 2));
+      await writer.commit();
+      await relay({ source, publisher: broker, name: 'locks', pollIntervalMs: 5, signal: AbortSignal.timeout(200) });
+      expect(broker.keys()).toEqual([]);
+      await locker.commit();
+      await relay({ source, publisher: broker, name: 'locks', untilCaughtUp: true });
+      expect(broker.keys()).toEqual(['Ledger/l1/1', 'Ledger/l1/2']);
     });
 
     it('keeps per-entity order, resumes from its saved position and resends after a broker failure', async () => {

@@ -279,7 +279,14 @@ beforeAll(async () => {
     logLevel: 'error',
   });
 });
-afterAll(() => rmSync(CHILD, { force: true }));
+const totals = { entries: 0, kills: 0, restarts: 0, duplicatesDropped: 0, gaps: 0, outOfOrder: 0, lost: 0 };
+afterAll(() => {
+  rmSync(CHILD, { force: true });
+  console.log(
+    `RELAY: entries=${totals.entries} kills=${totals.kills} restarts=${totals.restarts} ` +
+      `duplicatesDropped=${totals.duplicatesDropped} gaps=${totals.gaps} outOfOrder=${totals.outOfOrder} lost=${totals.lost}`,
+  );
+});
 
 for (const target of targets) {
   (target.url || REQUIRE ? describe : describe.skip)(`the outbox relay from ${target.name}`, () => {
@@ -470,6 +477,13 @@ for (const target of targets) {
           `gaps=${gaps} outOfOrder=${outOfOrder} lost=${lost} rolledBack=${rolledBack.size} longTransactions=${longCommits} ` +
           `conflicts=${conflicts} natsRaw=${results[0]?.raw} redisRaw=${results[1]?.raw} seconds=${seconds}`,
       );
+      totals.entries += committed.length;
+      totals.kills += kills;
+      totals.restarts += restarts;
+      totals.duplicatesDropped += duplicatesDropped;
+      totals.gaps += gaps;
+      totals.outOfOrder += outOfOrder;
+      totals.lost += lost;
       for (const [name, count] of Object.entries({
         'committed entries relayed': committed.length,
         'relay SIGKILLs': kills,

@@ -494,7 +494,7 @@ for (const target of targets) {
         'entries lost, out of order or from rollbacks':
           lost + outOfOrder + gaps + results.reduce((sum, r) => sum + r.fromRolledBack + r.extra, 0),
       })) {
-        figures.add('Outbox relay (NATS JetStream + Redis Streams)', name, target.name, count);
+        figures.add('relay', name, target.name, count);
       }
       expect(committed.length).toBeGreaterThan(20);
       expect(commits).toBe(committed.length);

@@ -13,6 +13,7 @@ const SECTIONS: readonly { key: string; title: string }[] = [
   { key: 'bad-input', title: 'Bad input' },
   { key: 'isolation', title: 'Isolation and redaction' },
   { key: 'invariants', title: 'Invariant checks' },
+  { key: 'relay', title: 'Outbox relay (NATS JetStream + Redis Streams)' },
 ];
 
 interface FileFigures {

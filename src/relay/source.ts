@@ -58,7 +58,7 @@ interface Key {
 }
 
 /**
- * The picked rows that may be numbered now: per entity, those before the first committed
+ * @internal The picked rows that may be numbered now: per entity, those before the first committed
  * unnumbered version that was not picked (`SKIP LOCKED` passes over a row someone holds a lock
  * on, and numbering a later version before it would publish the entity out of order).
  * `unnumbered` holds every committed unnumbered row of the picked entities.

@@ -41,13 +41,19 @@ type Dialect = {
 
 const unique = `${process.pid}_${randomBytes(3).toString('hex')}`;
 
-/** An adapter that drives only the sessions in `sessions`, as `base` does but without `join`. */
+/**
+ * An adapter that drives only the sessions in `sessions`, as `base` does but without `join`: the
+ * bench's sessions are always inside the caller's transaction, so the call joins it as it is, with
+ * no savepoint (the MySQL-family adapters would otherwise find the caller's transaction in `run`
+ * and take the savepoint there).
+ */
 function withoutJoin<S>(base: TransactionAdapter<S>, sessions: WeakSet<object>): TransactionAdapter<S> {
   const { join: _dropped, ...rest } = base;
   return {
     ...rest,
     name: `${base.name} without join`,
     matches: (s): s is S => sessions.has(s as object) && base.matches(s),
+    isActive: () => true,
   };
 }
 

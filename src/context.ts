@@ -59,6 +59,11 @@ export interface TransactionFrame {
    * session, never join what is open on it through a hold it inherited.
    */
   holds?: readonly SessionHold[];
+  /**
+   * Hooks to run once the unit's transaction commits (see `afterCommit` in `pipeline/hooks`): a
+   * nested unit hands its hooks to its parent on success, a rolled-back unit drops them.
+   */
+  afterCommit?: (() => unknown)[];
 }
 
 interface AmbientState {

@@ -60,6 +60,14 @@ export { REDACTED, takeSnapshot } from './history/snapshot.js';
 export type { Upcaster, Upcasters } from './history/upcast.js';
 export { UpcastReader, upcastReader } from './history/upcast.js';
 export { defaultConflict } from './pipeline/conflict.js';
+export type { EntryCommittedListener, HookErrorHandler, HookFailure } from './pipeline/hooks.js';
+export {
+  afterCommit,
+  discardHooks,
+  onEntryCommitted,
+  runCommittedHooks,
+  setHookErrorHandler,
+} from './pipeline/hooks.js';
 export { expectedVersion } from './pipeline/stamp.js';
 export type { HistoryWriterResolver } from './pipeline/writer.js';
 export { setHistoryWriterResolver } from './pipeline/writer.js';

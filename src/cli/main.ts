@@ -5,6 +5,7 @@ import { diff } from '../history/diff.js';
 import type { Difference, HistoryEntry } from '../history/entry.js';
 import { CliError, type CliStore, openStore, redactMessage } from './connect.js';
 import { colourWanted, formatChanges, formatHeader, jsonEntry, painter } from './format.js';
+import { relayCommand } from './relay.js';
 
 /**
  * Where the command line writes, and its environment; `process` in the real `bin`.
@@ -25,6 +26,7 @@ Commands:
   log <entityType> <id>              every version, newest first, with its changes (like git log -p)
   show <entityType> <id> <version>   one version: its header, changes and full snapshot
   verify <entityType> <id>           check the hash chain written with @HistoryTracked({ chain })
+  relay --nats <url> | --redis <url> publish committed entries to a broker (event-history relay --help)
 
 Options:
   --url <url>      postgres://…, mysql://… (or mariadb://…), sqlite:<path> or mongodb://…
@@ -60,6 +62,7 @@ const PAGE_SIZE = 100;
  * ```
  */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  if (argv[0] === 'relay') return relayCommand(argv.slice(1), io); // src/cli/relay.ts
   let store: CliStore | undefined;
   let url: string | undefined;
   try {

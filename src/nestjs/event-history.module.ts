@@ -9,12 +9,14 @@ import {
   type Provider,
 } from '@nestjs/common';
 import { APP_FILTER, APP_INTERCEPTOR, HttpAdapterHost, ModuleRef } from '@nestjs/core';
+import { onEntryCommitted } from '../pipeline/hooks.js';
 import { setHistoryWriterResolver } from '../pipeline/writer.js';
 import { registerSessionProvider } from '../transactions/session-provider.js';
 import { EventHistoryExceptionFilter } from './exception-filter.js';
 import { HistoryContextInterceptor } from './history-context.interceptor.js';
 import {
   EVENT_HISTORY_OPTIONS,
+  type EventEmitterLike,
   type EventHistoryModuleAsyncOptions,
   type EventHistoryModuleOptions,
   type TransactionHostLike,
@@ -54,7 +56,7 @@ export class EventHistoryBinding implements OnModuleInit, OnApplicationShutdown 
     this.#options = options;
   }
 
-  onModuleInit(): void {
+  async onModuleInit(): Promise<void> {
     const moduleRef = this.#moduleRef;
     running.unshift(moduleRef);
     if (running.length === 1) setHistoryWriterResolver(resolveThroughNest);
@@ -66,6 +68,26 @@ export class EventHistoryBinding implements OnModuleInit, OnApplicationShutdown 
     if (host !== undefined) {
       this.#unbind.push(registerSessionProvider(() => (host.isTransactionActive() ? host.tx : undefined)));
     }
+    if (this.#options.committedEvents) await this.#publishCommitted();
+  }
+
+  /** Emits each committed entry on the event bus (see `committedEvents`). */
+  async #publishCommitted(): Promise<void> {
+    const settings = this.#options.committedEvents === true ? {} : this.#options.committedEvents || {};
+    const event = settings.event ?? 'event-history.committed';
+    let emitter: EventEmitterLike;
+    const given = settings.emitter;
+    if (given !== undefined && typeof given !== 'function') emitter = given;
+    else {
+      const token = given ?? (await eventEmitter2());
+      emitter = this.#moduleRef.get(token, { strict: false });
+    }
+    this.#unbind.push(
+      onEntryCommitted((entry) => {
+        emitter.emit(event, entry);
+        emitter.emit(`${event}.${entry.entityType}`, entry);
+      }),
+    );
   }
 
   onApplicationShutdown(): void {
@@ -76,6 +98,20 @@ export class EventHistoryBinding implements OnModuleInit, OnApplicationShutdown 
     const host = this.#options.transactionHost;
     if (typeof host !== 'function') return host;
     return this.#moduleRef.get(host, { strict: false });
+  }
+}
+
+/** `EventEmitter2`, loaded only when `committedEvents` asks for it (an optional peer). */
+async function eventEmitter2(): Promise<abstract new (...args: never[]) => EventEmitterLike> {
+  try {
+    const module = (await import('@nestjs/event-emitter')) as { EventEmitter2: abstract new () => EventEmitterLike };
+    return module.EventEmitter2;
+  } catch (error) {
+    throw new TypeError(
+      'EventHistoryModule committedEvents needs @nestjs/event-emitter (npm install @nestjs/event-emitter, and import ' +
+        'EventEmitterModule.forRoot()), or an emitter: committedEvents: { emitter }.',
+      { cause: error },
+    );
   }
 }
 

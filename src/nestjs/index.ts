@@ -1,5 +1,11 @@
 export { EventHistoryBinding, EventHistoryModule } from './event-history.module.js';
 export { EventHistoryExceptionFilter, httpErrorOf } from './exception-filter.js';
 export { HistoryContextInterceptor } from './history-context.interceptor.js';
-export type { EventHistoryModuleAsyncOptions, EventHistoryModuleOptions, TransactionHostLike } from './options.js';
+export type {
+  CommittedEventsOptions,
+  EventEmitterLike,
+  EventHistoryModuleAsyncOptions,
+  EventHistoryModuleOptions,
+  TransactionHostLike,
+} from './options.js';
 export { EVENT_HISTORY_OPTIONS } from './options.js';

@@ -16,6 +16,31 @@ export interface TransactionHostLike {
 }
 
 /**
+ * What the module emits committed entries through: `EventEmitter2`, or anything with `emit`.
+ *
+ * ```ts
+ * const emitter: EventEmitterLike = app.get(EventEmitter2);
+ * ```
+ */
+export interface EventEmitterLike {
+  emit(event: string, ...values: unknown[]): unknown;
+}
+
+/**
+ * Options of the module's `committedEvents`.
+ *
+ * ```ts
+ * EventHistoryModule.forRoot({ committedEvents: { event: 'history.committed' } });
+ * ```
+ */
+export interface CommittedEventsOptions {
+  /** The emitter, as a class (resolved through DI) or an instance. Default `EventEmitter2` from `@nestjs/event-emitter`. */
+  readonly emitter?: EventEmitterLike | (abstract new (...args: never[]) => EventEmitterLike);
+  /** The event name; each entry is also emitted as `<event>.<EntityType>`. Default `event-history.committed`. */
+  readonly event?: string;
+}
+
+/**
  * Options of {@link EventHistoryModule.forRoot}.
  *
  * ```ts
@@ -39,6 +64,14 @@ export interface EventHistoryModuleOptions {
    * then runs in (joins) that transaction.
    */
   readonly transactionHost?: TransactionHostLike | (abstract new (...args: never[]) => TransactionHostLike);
+  /**
+   * Publishes each history entry on the Nest event bus once its transaction has committed (never
+   * for a rolled-back one), as `event-history.committed` and `event-history.committed.<EntityType>`
+   * (or `<event>` and `<event>.<EntityType>`), through `@nestjs/event-emitter`'s `EventEmitter2`.
+   * `true` resolves `EventEmitter2` from the application (import `EventEmitterModule.forRoot()`);
+   * or give the `emitter` (a class resolved through DI, or an instance). See `onEntryCommitted`.
+   */
+  readonly committedEvents?: boolean | CommittedEventsOptions;
   /** Registers {@link HistoryContextInterceptor} for every route (default `true`). */
   readonly interceptor?: boolean;
   /** Registers {@link EventHistoryExceptionFilter} for every route (default `true`). */

@@ -19,6 +19,7 @@ import { findAdapter } from '../transactions/registry.js';
 import { providedSession } from '../transactions/session-provider.js';
 import { entityTypeName } from './entity-kind.js';
 import { captureEntity, type EntityState, restoreEntity } from './entity-state.js';
+import { committed, entryWritten, mergeHooks, parkHooks } from './hooks.js';
 import type { CallPlan } from './plan.js';
 import { planFor } from './plan.js';
 import { finishEntry, isUnchanged, readPrevious } from './previous.js';
@@ -107,8 +108,9 @@ function own(
     // An adapter whose run() throws instead of rejecting.
     return ownFailed(error, call, adapter, attemptNo, before, frame, progress.workDone);
   }
-  return running.then(undefined, (error: unknown) =>
-    ownFailed(error, call, adapter, attemptNo, before, frame, progress.workDone),
+  return running.then(
+    (result) => committed(frame, result), // after-commit hooks: the transaction committed
+    (error: unknown) => ownFailed(error, call, adapter, attemptNo, before, frame, progress.workDone),
   );
 }
 
@@ -173,11 +175,17 @@ function joined(call: Call, frame: TransactionFrame): Promise<unknown> {
   } catch (error) {
     running = Promise.reject(error);
   }
-  return running.then(undefined, (error: unknown) => {
-    undo(frame);
-    frame.closed = true;
-    throw classify(error, call, undefined, adapter);
-  });
+  return running.then(
+    (result) => {
+      parkHooks(frame); // the caller commits: hooks wait for runCommittedHooks(session)
+      return result;
+    },
+    (error: unknown) => {
+      undo(frame);
+      frame.closed = true;
+      throw classify(error, call, undefined, adapter);
+    },
+  );
 }
 
 /**
@@ -203,6 +211,7 @@ function nested(call: Call, parent: TransactionFrame): Promise<unknown> {
     (result) => {
       // Undone with the parent's unit if that rolls back.
       parent.onRollback.push(...frame.onRollback);
+      mergeHooks(parent, frame);
       return result;
     },
     (error: unknown) => {
@@ -300,6 +309,8 @@ async function attempt(
       } catch (error) {
         throw historyWriteFailure(error, entry, stamp, frame);
       }
+      const notified = entryWritten(frame, stored); // committed-entry listeners, after the commit
+      if (notified !== undefined) await notified;
     }
     stamp.release();
     frame?.onRollback.push(stamp.restore);

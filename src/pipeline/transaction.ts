@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ambient, type TransactionFrame } from '../context.js';
 import type { TransactionAdapter } from '../transactions/adapter.js';
 import { adapterFor } from '../transactions/registry.js';
+import { dropHooks } from './hooks.js';
 
 /**
  * How a call relates to transactions. Decided in one place, `propagation()`:
@@ -61,6 +62,7 @@ function close(frame: TransactionFrame): void {
 
 /** Runs the undo actions of a rolled-back frame, newest first; one failing does not stop the rest. */
 export function undo(frame: TransactionFrame): void {
+  dropHooks(frame);
   for (const action of frame.onRollback.splice(0).reverse()) {
     try {
       action();

@@ -14,6 +14,7 @@ const SECTIONS: readonly { key: string; title: string }[] = [
   { key: 'isolation', title: 'Isolation and redaction' },
   { key: 'differential', title: 'Differential: values never inside SQL text, read back exactly' },
   { key: 'invariants', title: 'Invariant checks' },
+  { key: 'relay', title: 'Outbox relay (NATS JetStream + Redis Streams)' },
 ];
 
 interface FileFigures {

@@ -282,7 +282,7 @@ class JoinedCalls implements Command {
     }
     const entity = model[this.kept] as ModelEntity;
     Object.assign(entity, { version: entity.version + 1, balance: kept.balance, note: kept.note });
-    figures.add('model', `joined calls: caller commits after a ${this.failure} failure`, real.target.name);
+    figures.add('model', `joined calls: caller commits after a failure (${this.failure})`, real.target.name);
     await expectMatches(real, model, this.kept);
     await expectMatches(real, model, this.failed);
   }

@@ -260,7 +260,7 @@ export type TamperKind =
  * what could not be proven (entries from before chaining, a reader without heads).
  *
  * ```ts
- * for (const f of result.findings) console.log(f.fatal ? 'FAIL' : 'note', f.kind, f.detail);
+ * for (const f of result.findings) report(f.fatal ? 'FAIL' : 'note', f.kind, f.detail);
  * ```
  */
 export interface VerifyFinding {

@@ -187,7 +187,7 @@ function entry(overrides: Partial<HistoryEntry> = {}): HistoryEntry {
 
 for (const store of cases) {
   if (store.missing !== undefined && !REQUIRE_DATABASES) {
-    describe.skip(`exact snapshots on ${store.name}: skipped because ${store.missing}`, () => {
+    describe.skip(`exact snapshots on ${store.name}: skipped because ${store.missing} (REQUIRE_DATABASES=1 makes this fail)`, () => {
       it('needs its server', () => {});
     });
     continue;

@@ -58,12 +58,21 @@ function depth(): unknown {
  * them with the COMMIT or RELEASE that ends the call and maps their failure through `fail`.
  * Whatever the store does, the writer stays the one that writes.
  */
-export async function writeLast(
-  session: unknown,
-  fail: (error: unknown) => unknown,
-  save: () => unknown,
-): Promise<unknown> {
-  if (session === null || typeof session !== 'object') return await save();
+export function writeLast(session: unknown, fail: (error: unknown) => unknown, save: () => unknown): Promise<unknown> {
+  const level = session !== null && typeof session === 'object' ? levels.get(session)?.at(-1) : undefined;
+  if (level === undefined || level.closed) {
+    // No adapter accepts final statements on this session (every adapter but pg's): no window to
+    // open, and no promise of our own (Promise.resolve hands a native promise back as it is).
+    try {
+      return Promise.resolve(save());
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+  return inWindow(session as object, fail, save);
+}
+
+async function inWindow(session: object, fail: (error: unknown) => unknown, save: () => unknown): Promise<unknown> {
   const window: Window = { under: depth(), fail, open: true };
   let open = windows.get(session);
   if (open === undefined) {

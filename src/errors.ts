@@ -318,8 +318,14 @@ export class RetryExhaustedError extends EventHistoryError {
  * A call that owns its transaction kept failing with an error the database says is worth
  * retrying (a serialization failure, 40001; a deadlock, 40P01 or 1213; a lock wait timeout) and
  * ran out of attempts (`@Versioned({ retries })`, default 3; with `retries: 0` the first such
- * failure). Every attempt was rolled back and the entity restored: nothing of the call was kept.
- * `cause` holds the last attempt's driver error.
+ * failure). Every attempt was rolled back: nothing of the call was kept in the database. Unless
+ * `notRetried` is set, the entity was restored too, to what the caller passed.
+ *
+ * `notRetried` says why a call was not run again although it had attempts left: its entity holds
+ * state the library cannot put back (a class with `#private` fields, a `URL`, an own getter or
+ * setter, a part the method froze), so a second run could apply the method's change twice. Then
+ * only the entity's `version` and `timestamp` were restored, as after any other failure. Reload
+ * the entity and call again, or pass plain data. `cause` holds the last attempt's driver error.
  *
  * ```ts
  * catch (e) { if (e instanceof TransactionRetriesExhaustedError) respond(409, 'busy, try again'); }
@@ -330,19 +336,28 @@ export class TransactionRetriesExhaustedError extends EventHistoryError {
   readonly adapter: string;
   /** How many attempts ran, the first included. */
   readonly attempts: number;
+  /** Why the call was not run again although attempts were left, when that is the case. */
+  readonly notRetried: string | undefined;
 
-  constructor(adapter: string, attempts: number, cause: unknown) {
+  constructor(adapter: string, attempts: number, cause: unknown, notRetried?: string) {
     const reason = cause instanceof Error ? cause.message : String(cause);
+    const failed =
+      `The transaction failed ${attempts === 1 ? 'once' : `${attempts} times`} with an error the database says is ` +
+      `transient (${reason})`;
     super(
       'TRANSACTION_RETRIES_EXHAUSTED',
-      `The transaction failed ${attempts === 1 ? 'once' : `${attempts} times`} with an error the database says is ` +
-        `transient (${reason}), and the call has no attempts left. Every attempt was rolled back and the entity ` +
-        'restored, so nothing of the call was kept. Retry the call later, reduce contention on the rows it writes, ' +
-        'or raise retries on the decorator.',
+      notRetried === undefined
+        ? `${failed}, and the call has no attempts left. Every attempt was rolled back and the entity restored, so ` +
+            'nothing of the call was kept. Retry the call later, reduce contention on the rows it writes, or raise ' +
+            'retries on the decorator.'
+        : `${failed}, and was rolled back: nothing of the call was kept in the database. ${notRetried}. Only its ` +
+            'version and timestamp were restored: reload the entity and call again, or pass plain data ' +
+            '(objects, arrays, dates, maps, sets, classes without private fields).',
       { cause },
     );
     this.adapter = adapter;
     this.attempts = attempts;
+    this.notRetried = notRetried;
   }
 }
 

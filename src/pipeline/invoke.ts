@@ -25,7 +25,7 @@ import { planFor } from './plan.js';
 import { finishEntry, isUnchanged, readPrevious } from './previous.js';
 import type { MethodSpec } from './spec.js';
 import { type Stamp, stampEntity } from './stamp.js';
-import { anyCause, backoff, childFrame, endFrame, newFrame, propagation, undo } from './transaction.js';
+import { anyCause, backoff, childFrame, endFrame, inTurn, newFrame, propagation, undo } from './transaction.js';
 import { resolveWriter } from './writer.js';
 
 type Entity = Record<string, unknown>;
@@ -127,15 +127,26 @@ async function ownFailed(
   if (frame) undo(frame);
   const transient = adapter.isTransient;
   if (transient !== undefined && anyCause(error, (e) => transient.call(adapter, e))) {
-    if (attemptNo < call.plan.retries && before !== undefined) {
+    // Run again only on the entity exactly as the caller passed it: otherwise a method that does
+    // `wallet.balance += amount` would apply its change twice.
+    const blocked = before?.unrestorable;
+    if (attemptNo < call.plan.retries && before !== undefined && blocked === undefined) {
       await backoff(attemptNo);
-      // The next attempt runs the method on the entity exactly as the caller passed it.
-      restoreEntity(call.entity, before);
-      return own(call, adapter, attemptNo + 1, before);
+      const refused = restoreEntity(before);
+      if (refused === undefined) return own(call, adapter, attemptNo + 1, before);
+      throw new TransactionRetriesExhaustedError(adapter.name, attemptNo + 1, error, notRetried(call, refused));
+    }
+    if (blocked !== undefined) {
+      throw new TransactionRetriesExhaustedError(adapter.name, attemptNo + 1, error, notRetried(call, blocked));
     }
     // Nothing of the call was kept: neither is the method's change of the entity, when it was captured.
-    if (before !== undefined) restoreEntity(call.entity, before);
-    throw new TransactionRetriesExhaustedError(adapter.name, attemptNo + 1, error);
+    const refused = before === undefined ? undefined : restoreEntity(before);
+    throw new TransactionRetriesExhaustedError(
+      adapter.name,
+      attemptNo + 1,
+      error,
+      refused === undefined ? undefined : notRetried(call, refused),
+    );
   }
   const classified = classify(error, call, undefined, adapter);
   if (workDone && classified === error && !(error instanceof EventHistoryError)) {
@@ -153,13 +164,43 @@ function capturedForRetry(call: Call, adapter: TransactionAdapter<unknown>): Ent
   try {
     return captureEntity(call.entity);
   } catch (error) {
-    throw new InvalidEntityError(
-      `${call.plan.method} could not copy its ${call.entityType} to run the call again after a transient failure: ` +
-        `${(error as Error)?.message ?? String(error)}. Pass plain data, or set retries: 0.`,
-      call.entityType,
-      { cause: error },
-    );
+    // A proxy whose traps throw, say: the call may still succeed at the first attempt.
+    return { objects: new Map(), unrestorable: `reading it failed (${(error as Error)?.message ?? String(error)})` };
   }
+}
+
+/** Why a call that failed transiently was not run again, for TransactionRetriesExhaustedError. */
+function notRetried(call: Call, why: string): string {
+  return (
+    `${call.plan.method} was not run again because its ${call.entityType} cannot be put back exactly as it was ` +
+    `passed (${why}), and running the method on the changed entity could apply its change twice`
+  );
+}
+
+/** Writes the history entry of a call whose method succeeded, and tells the committed-entry listeners. */
+async function recordHistory(
+  call: Call,
+  writer: HistoryWriter,
+  stamp: Stamp,
+  info: CallInfo,
+  frame: TransactionFrame | undefined,
+  read: { readonly entry: HistoryEntry | undefined } | undefined,
+): Promise<void> {
+  const { plan } = call;
+  const written = historyEntry(call, stamp, info, frame);
+  const prior =
+    plan.chain && read === undefined
+      ? await readPrevious(plan, writer, written.entityType, written.entityId, call.session)
+      : read?.entry;
+  const entry = finishEntry(plan, written, prior);
+  const stored = (plan.map ? plan.map(entry) : entry) as HistoryEntry;
+  try {
+    await saveHistory(writer, stored, entry, stamp, call.session, frame);
+  } catch (error) {
+    throw historyWriteFailure(error, entry, stamp, frame);
+  }
+  const notified = entryWritten(frame, stored); // committed-entry listeners, after the commit
+  if (notified !== undefined) await notified;
 }
 
 /**
@@ -199,15 +240,7 @@ function nested(call: Call, parent: TransactionFrame): Promise<unknown> {
   const frame = childFrame(parent);
   const work = (): Promise<unknown> => attempt(call, frame, adapter);
   const run = (): Promise<unknown> => (adapter.join ? adapter.join(parent.session, work) : work());
-  const previous = parent.children;
-  let running: Promise<unknown>;
-  try {
-    running = previous === undefined ? run() : previous.then(run);
-  } catch (error) {
-    running = Promise.reject(error);
-  }
-  parent.children = running.then(ignore, ignore);
-  return running.then(
+  return inTurn(parent, run).then(
     (result) => {
       // Undone with the parent's unit if that rolls back.
       parent.onRollback.push(...frame.onRollback);
@@ -221,8 +254,6 @@ function nested(call: Call, parent: TransactionFrame): Promise<unknown> {
     },
   );
 }
-
-function ignore(): void {}
 
 /** The database refused the COMMIT of a call whose writes all succeeded (a deferred constraint, say). */
 function commitFailed(adapter: TransactionAdapter<unknown>, cause: unknown): TransactionStateError {
@@ -297,20 +328,13 @@ async function attempt(
       });
     }
     if (call.writer) {
-      const written = historyEntry(call, stamp, info, frame);
-      const prior =
-        plan.chain && !previousRead
-          ? await readPrevious(plan, call.writer, written.entityType, written.entityId, call.session)
-          : previous;
-      const entry = finishEntry(plan, written, prior);
-      const stored = (plan.map ? plan.map(entry) : entry) as HistoryEntry;
-      try {
-        await saveHistory(call.writer, stored, entry, stamp, call.session, frame);
-      } catch (error) {
-        throw historyWriteFailure(error, entry, stamp, frame);
-      }
-      const notified = entryWritten(frame, stored); // committed-entry listeners, after the commit
-      if (notified !== undefined) await notified;
+      const { writer } = call;
+      const record = (): Promise<void> =>
+        recordHistory(call, writer, stamp, info, frame, previousRead ? { entry: previous } : undefined);
+      // The unit's own statements take their turn after the nested calls the method started, and
+      // before any it starts later: a nested call's savepoint must never enclose them, or its
+      // rollback would take the unit's history entry with it.
+      await (frame === undefined ? record() : inTurn(frame, record));
     }
     stamp.release();
     frame?.onRollback.push(stamp.restore);

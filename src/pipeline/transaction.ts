@@ -36,6 +36,27 @@ export function childFrame(parent: TransactionFrame): TransactionFrame {
 }
 
 /**
+ * Runs `work` in its turn on the unit's connection: after the nested calls started in `frame` so
+ * far have settled, and before any started while it runs, which queue behind it. One connection
+ * runs one statement at a time, and a savepoint's rollback undoes whatever ran on the connection
+ * since the savepoint, so turns must not overlap. Nested calls take turns (see `nested`), and so
+ * do the unit's own last statements (its history write).
+ */
+export function inTurn<R>(frame: TransactionFrame, work: () => Promise<R>): Promise<R> {
+  const previous = frame.children;
+  let running: Promise<R>;
+  try {
+    running = previous === undefined ? work() : previous.then(work);
+  } catch (error) {
+    running = Promise.reject(error);
+  }
+  frame.children = running.then(ignore, ignore);
+  return running;
+}
+
+function ignore(): void {}
+
+/**
  * Waits until every nested call started in `frame` has settled, including ones started while
  * waiting, then marks the frame closed: nothing of ours runs in the unit after it ends.
  */

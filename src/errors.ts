@@ -133,7 +133,8 @@ export class UnsupportedSessionError extends EventHistoryError {
       'UNSUPPORTED_SESSION',
       options?.advice === undefined
         ? `No transaction adapter recognises a session of type ${sessionType} (adapters tried: ${known.join(', ') || 'none'}). ` +
-            'Pass the driver session itself (a MongoDB ClientSession, a pg client, a mysql connection, a better-sqlite3 Database), ' +
+            'Pass the driver session itself (a MongoDB ClientSession, a pg client or pool, a mysql2 or mariadb connection or pool, ' +
+            'a better-sqlite3 Database), ' +
             'or register an adapter for this type with registerTransactionAdapter({ name, matches, isActive, run }).'
         : `A session of type ${sessionType} is not supported. ${options.advice}`,
     );

@@ -41,8 +41,11 @@ export type {
 export { canonicalJson, hashEntry, verifyHistory } from './history/chain.js';
 export { diff } from './history/diff.js';
 export type {
+  AnyHistoryEntry,
   ChainHead,
   Difference,
+  EntityTypeOf,
+  EntityTypes,
   HistoryEntry,
   HistoryOp,
   HistoryPage,
@@ -51,6 +54,7 @@ export type {
   ListOptions,
   PageOptions,
   ReadOptions,
+  SnapshotOf,
   VersionChanges,
 } from './history/entry.js';
 export { MemoryHistoryStore } from './history/memory-store.js';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type ChainKey, keyringOf, type VerifyOptions, type VerifyResult, verifyHistory } from '../history/chain.js';
 import { diff } from '../history/diff.js';
-import type { Difference, HistoryEntry } from '../history/entry.js';
+import type { Difference, HistoryEntry, HistoryPage, PageOptions } from '../history/entry.js';
 import { CliError, type CliStore, openStore, redactMessage } from './connect.js';
 import { colourWanted, formatChanges, formatHeader, jsonEntry, painter } from './format.js';
 import { relayCommand } from './relay.js';
@@ -186,9 +186,9 @@ async function log(
     printed += 1;
     return limit === undefined || printed < limit;
   };
-  let next: Parameters<CliStore['reader']['page']>[2] = { direction: 'backward', limit: PAGE_SIZE };
+  let next: PageOptions | undefined = { direction: 'backward', limit: PAGE_SIZE };
   walk: while (next !== undefined) {
-    const page = await store.reader.page(entityType, entityId, next);
+    const page: HistoryPage = await store.reader.page(entityType, entityId, next);
     for (const entry of page.entries) {
       if (held !== undefined && !print(held, entry)) {
         held = undefined;

@@ -1,6 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { shared } from '../shared-state.js';
-import type { ChainHead, HistoryEntry, HistoryReader } from './entry.js';
+import type { ChainHead, EntityTypeOf, EntityTypes, HistoryEntry, HistoryReader } from './entry.js';
 
 /**
  * The text an entry's hash is computed over: JSON with object keys sorted, Dates as
@@ -360,12 +360,14 @@ export interface VerifyOptions {
  * // or { ok: false, version: 2, kind: 'altered', detail: '…', … }
  * ```
  */
-export async function verifyHistory(
-  reader: HistoryReader,
-  entityType: string,
+export async function verifyHistory<M extends EntityTypes = Record<string, unknown>>(
+  typedReader: HistoryReader<M>,
+  entityType: NoInfer<EntityTypeOf<M>>,
   entityId: string,
   options: VerifyOptions = {},
 ): Promise<VerifyResult> {
+  // The chain is checked on stored entries whatever their snapshots' types.
+  const reader = typedReader as unknown as HistoryReader;
   const keys = options.key === undefined ? undefined : keyringOf(options.key, options.keyId);
   const requireChain = options.requireChain === true || keys !== undefined;
   const heads = typeof reader.head === 'function' ? (reader as Required<Pick<HistoryReader, 'head'>>) : undefined;

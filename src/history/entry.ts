@@ -2,11 +2,13 @@
 export type HistoryOp = 'create' | 'update' | 'delete';
 
 /**
- * One version of one entity, as written to history.
+ * One version of one entity, as written to history. `T` is the snapshot's type: a store built
+ * with an {@link EntityTypes} map types its reads by entity type.
  *
  * ```ts
- * const entry: HistoryEntry<Order> = await store.at('Order', '42', 3);
- * entry.snapshot.total; // the order's total at version 3
+ * const store = new MemoryHistoryStore<{ Order: Order }>();
+ * const entry: HistoryEntry<Order> | undefined = await store.at('Order', '42', 3);
+ * entry?.snapshot.total; // the order's total at version 3
  * ```
  */
 export interface HistoryEntry<T = unknown> {
@@ -163,16 +165,64 @@ export interface VersionChanges<T = unknown> {
 }
 
 /**
- * Reads history back. Every built-in store implements it.
+ * The snapshot type of each entity type a store holds, by entity type: `{ Order: Order }`. Give it
+ * to a store (`new PostgresHistoryStore<{ Order: Order; Invoice: Invoice }>(pool)`) and its reads
+ * return `HistoryEntry<Order>` for `'Order'`, and refuse entity types the map does not name. The
+ * default, `Record<string, unknown>`, takes any entity type and types snapshots `unknown`.
+ *
+ * The map states what the snapshots hold; the store does not check it. Snapshots are data: class
+ * instances come back as plain objects, `ignore`d fields are absent and `redact`ed ones
+ * `"[redacted]"`, so describe them as such (`Omit<Order, 'card'>`, or an interface of the data).
+ *
+ * ```ts
+ * interface Shop { Order: Order; Invoice: Invoice }
+ * const history = new MemoryHistoryStore<Shop>();
+ * const order = await history.latest('Order', '42'); // HistoryEntry<Order> | undefined
+ * ```
+ */
+export type EntityTypes = object;
+
+/**
+ * The entity types an {@link EntityTypes} map names; any string for a map that names none (the
+ * default, or a store whose type arguments were not inferred, as in Nest's `app.get(Store)`).
+ */
+export type EntityTypeOf<M extends EntityTypes> = [keyof M] extends [never] ? string : keyof M & string;
+
+/** The snapshot type the map gives an entity type (`unknown` for one it does not name). */
+export type SnapshotOf<M extends EntityTypes, K extends string> = (M & Record<string, unknown>)[K];
+
+/**
+ * An entry of any of the map's entity types, discriminated by `entityType` (what
+ * `byTransaction` returns).
+ *
+ * ```ts
+ * for (const entry of await store.byTransaction(txId)) if (entry.entityType === 'Order') entry.snapshot.total;
+ * ```
+ */
+export type AnyHistoryEntry<M extends EntityTypes = Record<string, unknown>> = {
+  [K in EntityTypeOf<M>]: HistoryEntry<SnapshotOf<M, K>> & { entityType: K };
+}[EntityTypeOf<M>];
+
+/**
+ * Reads history back. Every built-in store implements it; `M` types the snapshots by entity
+ * type (see {@link EntityTypes}).
  *
  * ```ts
  * const versions = await store.list('Order', '42', { fromVersion: 2 });
  * ```
  */
-export interface HistoryReader {
+export interface HistoryReader<M extends EntityTypes = Record<string, unknown>> {
   /** Entries in ascending version order. */
-  list(entityType: string, entityId: string, opts?: ListOptions): Promise<HistoryEntry[]>;
-  at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined>;
+  list<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts?: ListOptions,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>>[]>;
+  at<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    version: number,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined>;
   /**
    * The entry in force at `time`: the one with the latest timestamp not after `time` (ties: the
    * highest version), or `undefined` when every entry is later. This is the highest version not
@@ -180,18 +230,30 @@ export interface HistoryReader {
    * writes; the built-in stores answer it from their (entity type, id, timestamp) index, in the
    * same time however long the history.
    */
-  asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined>;
+  asOf<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    time: Date,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined>;
   /** With `{ session }`, reads through that session, inside its transaction (built-in stores). */
-  latest(entityType: string, entityId: string, opts?: ReadOptions): Promise<HistoryEntry | undefined>;
+  latest<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts?: ReadOptions,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined>;
   /** Cursor pagination by version, forwards or backwards (built-in stores; see `PageOptions`). */
-  page?(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage>;
+  page?<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts?: PageOptions,
+  ): Promise<HistoryPage<SnapshotOf<M, K>>>;
   /** Every entry written in one transaction, across entity types, by entity type, id and version (built-in stores). */
-  byTransaction?(txId: string): Promise<HistoryEntry[]>;
+  byTransaction?(txId: string): Promise<AnyHistoryEntry<M>[]>;
   /** Each version with its field-level changes from the previous one, oldest first (built-in stores). */
-  changes?(entityType: string, entityId: string): AsyncIterable<VersionChanges>;
+  changes?<K extends EntityTypeOf<M>>(entityType: K, entityId: string): AsyncIterable<VersionChanges<SnapshotOf<M, K>>>;
   /**
    * The entity's chain head (built-in stores), `undefined` when it has none (or the heads table
    * does not exist); see {@link ChainHead}. `verifyHistory` uses it to detect deleted newest entries.
    */
-  head?(entityType: string, entityId: string): Promise<ChainHead | undefined>;
+  head?(entityType: EntityTypeOf<M>, entityId: string): Promise<ChainHead | undefined>;
 }

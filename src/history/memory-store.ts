@@ -1,8 +1,18 @@
 import { ambient } from '../context.js';
 import { headOf } from './chain.js';
 import { assertStorable } from './codec.js';
-import type { ChainHead, HistoryEntry, HistoryReader, HistoryWriter, ListOptions } from './entry.js';
-import { byEntityAndVersion, byVersion, entryAsOf, selectRange } from './reader.js';
+import type {
+  AnyHistoryEntry,
+  ChainHead,
+  EntityTypeOf,
+  EntityTypes,
+  HistoryEntry,
+  HistoryReader,
+  HistoryWriter,
+  ListOptions,
+  SnapshotOf,
+} from './entry.js';
+import { byEntityAndVersion, byVersion, entryAsOf, selectRange, typedAs } from './reader.js';
 import { HistoryStoreBase, versionTaken } from './store-base.js';
 
 /**
@@ -16,7 +26,10 @@ import { HistoryStoreBase, versionTaken } from './store-base.js';
  * await history.list('Order', '42');
  * ```
  */
-export class MemoryHistoryStore extends HistoryStoreBase implements HistoryWriter, HistoryReader {
+export class MemoryHistoryStore<M extends EntityTypes = Record<string, unknown>>
+  extends HistoryStoreBase<M>
+  implements HistoryWriter, HistoryReader<M>
+{
   readonly transactional = false;
   readonly #entries = new Map<string, HistoryEntry[]>();
   readonly #heads = new Map<string, ChainHead>();
@@ -65,41 +78,58 @@ export class MemoryHistoryStore extends HistoryStoreBase implements HistoryWrite
   }
 
   /** The entity's chain head (see `ChainHead`), or `undefined`. */
-  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+  async head(entityType: EntityTypeOf<M>, entityId: string): Promise<ChainHead | undefined> {
     const head = this.#heads.get(keyOf(entityType, entityId));
     return head && { ...head };
   }
 
-  async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
-    return selectRange(this.#versions(entityType, entityId), opts).map((entry) => structuredClone(entry));
+  async list<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts: ListOptions = {},
+  ): Promise<HistoryEntry<SnapshotOf<M, K>>[]> {
+    return typedAs(selectRange(this.#versions(entityType, entityId), opts).map((entry) => structuredClone(entry)));
   }
 
-  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
+  async at<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    version: number,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     const found = this.#versions(entityType, entityId).find((entry) => entry.version === version);
-    return found && structuredClone(found);
+    return typedAs(found && structuredClone(found));
   }
 
-  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
+  async asOf<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    time: Date,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     const found = entryAsOf(this.#versions(entityType, entityId), time);
-    return found && structuredClone(found);
+    return typedAs(found && structuredClone(found));
   }
 
   /** The highest version; a `{ session }` option is accepted and has no effect (writes are immediate). */
-  async latest(entityType: string, entityId: string): Promise<HistoryEntry | undefined> {
+  async latest<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     const found = this.#versions(entityType, entityId).at(-1);
-    return found && structuredClone(found);
+    return typedAs(found && structuredClone(found));
   }
 
   /** Every entry written in one transaction, by entity type, id and version. */
-  async byTransaction(txId: string): Promise<HistoryEntry[]> {
-    return this.all()
-      .filter((entry) => entry.txId === txId)
-      .sort(byEntityAndVersion);
+  async byTransaction(txId: string): Promise<AnyHistoryEntry<M>[]> {
+    return typedAs(
+      this.all()
+        .filter((entry) => entry.txId === txId)
+        .sort(byEntityAndVersion),
+    );
   }
 
   /** Every entry of every entity, in the order they were written per entity. */
-  all(): HistoryEntry[] {
-    return [...this.#entries.values()].flat().map((entry) => structuredClone(entry));
+  all(): AnyHistoryEntry<M>[] {
+    return typedAs([...this.#entries.values()].flat().map((entry) => structuredClone(entry)));
   }
 
   clear(): void {

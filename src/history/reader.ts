@@ -46,10 +46,10 @@ export interface RangeQuery {
  * @internal `page()` for every store, over the store's own ranged `list`: asks for one entry more
  * than the page holds to learn whether another page follows.
  */
-export async function pageOf(
-  list: (query: RangeQuery) => Promise<HistoryEntry[]>,
+export async function pageOf<T>(
+  list: (query: RangeQuery) => Promise<HistoryEntry<T>[]>,
   opts: PageOptions = {},
-): Promise<HistoryPage> {
+): Promise<HistoryPage<T>> {
   const limit = Math.max(1, Math.trunc(opts.limit ?? DEFAULT_PAGE_SIZE) || DEFAULT_PAGE_SIZE);
   const direction = opts.direction ?? (opts.before !== undefined ? 'backward' : 'forward');
   const query: RangeQuery =
@@ -78,11 +78,11 @@ export async function pageOf(
  * @internal `changes()` for every store: walks the history forwards one page at a time and diffs
  * each snapshot with the one before, so a long history is never held in memory at once.
  */
-export async function* changesOf(
-  page: (opts: PageOptions) => Promise<HistoryPage>,
+export async function* changesOf<T>(
+  page: (opts: PageOptions) => Promise<HistoryPage<T>>,
   pageSize = 100,
-): AsyncGenerator<VersionChanges> {
-  let previous: HistoryEntry | undefined;
+): AsyncGenerator<VersionChanges<T>> {
+  let previous: HistoryEntry<T> | undefined;
   let opts: PageOptions | undefined = { limit: pageSize };
   while (opts !== undefined) {
     const current = await page(opts);
@@ -101,4 +101,12 @@ export function byEntityAndVersion(a: HistoryEntry, b: HistoryEntry): number {
   if (a.entityType !== b.entityType) return a.entityType < b.entityType ? -1 : 1;
   if (a.entityId !== b.entityId) return a.entityId < b.entityId ? -1 : 1;
   return a.version - b.version;
+}
+
+/**
+ * @internal What a store's read is typed as: the store's `EntityTypes` map states what its
+ * snapshots hold (the store does not check it), so its entries are cast to that type here, once.
+ */
+export function typedAs<E>(read: HistoryEntry | readonly HistoryEntry[] | undefined): E {
+  return read as E;
 }

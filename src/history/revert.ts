@@ -5,7 +5,7 @@ import { type CallPlan, planFor } from '../pipeline/plan.js';
 import { specOf } from '../pipeline/spec.js';
 import { continueVersion } from '../pipeline/stamp.js';
 import { resolveWriter } from '../pipeline/writer.js';
-import type { HistoryEntry, HistoryReader } from './entry.js';
+import type { EntityTypes, HistoryEntry, HistoryReader } from './entry.js';
 import { REDACTED } from './snapshot.js';
 
 /**
@@ -15,13 +15,13 @@ import { REDACTED } from './snapshot.js';
  * await revert(orders, order, 2, session, { reader: upcastReader(store, upcasters) });
  * ```
  */
-export interface RevertOptions {
+export interface RevertOptions<M extends EntityTypes = Record<string, unknown>> {
   /**
    * Where to read the version from. Default: the service's `@HistoryTracked` writer, when it is
    * also a reader (every built-in store is). Pass one when the writer is your own service, or to
    * read through `upcastReader` so an old snapshot comes back in today's shape.
    */
-  readonly reader?: HistoryReader;
+  readonly reader?: HistoryReader<M>;
   /** The decorated update method. Default `'update'`. */
   readonly updateMethod?: string;
   /** The decorated create method used to restore a deleted entity. Default `'save'`. */
@@ -50,12 +50,12 @@ type Method = (this: object, ...args: unknown[]) => Promise<unknown>;
  * await revert(orders, deletedOrder, 3, session);     // v3 was the delete: restores it as v4
  * ```
  */
-export async function revert<T extends object>(
+export async function revert<T extends object, M extends EntityTypes = Record<string, unknown>>(
   service: object,
   entity: T,
   toVersion: number,
   session?: unknown,
-  options: RevertOptions = {},
+  options: RevertOptions<M> = {},
 ): Promise<T> {
   const updateName = options.updateMethod ?? 'update';
   const update = decorated(service, updateName, toVersion);
@@ -71,7 +71,7 @@ export async function revert<T extends object>(
   }
   const id = entityId as string;
   const reader =
-    readerFor(service, plan, options.reader) ??
+    readerFor(service, plan, options.reader as HistoryReader | undefined) ??
     fail(
       `${plan.method} writes history through a writer that cannot be read. Pass { reader } to revert (a built-in store).`,
     );

@@ -1,18 +1,32 @@
 import { VersionConflictError } from '../errors.js';
-import type { HistoryEntry, HistoryPage, ListOptions, PageOptions, VersionChanges } from './entry.js';
+import type {
+  EntityTypeOf,
+  EntityTypes,
+  HistoryEntry,
+  HistoryPage,
+  ListOptions,
+  PageOptions,
+  SnapshotOf,
+  VersionChanges,
+} from './entry.js';
 import { changesOf, pageOf } from './reader.js';
 
 /**
  * What every built-in store shares: cursor pages and version-by-version changes, both built on
  * the store's own `list`, so each store implements only the queries that touch its database.
+ * `M` types the reads by entity type (see `EntityTypes`).
  *
  * ```ts
  * class MyStore extends HistoryStoreBase { async list(type, id, opts) { … } }
  * ```
  */
-export abstract class HistoryStoreBase {
+export abstract class HistoryStoreBase<M extends EntityTypes = Record<string, unknown>> {
   /** The entity's entries within `opts`, ascending (or descending with `order: 'desc'`). */
-  abstract list(entityType: string, entityId: string, opts?: ListOptions): Promise<HistoryEntry[]>;
+  abstract list<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts?: ListOptions,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>>[]>;
 
   /**
    * One page of the entity's history by version, forwards (ascending) or backwards
@@ -23,7 +37,11 @@ export abstract class HistoryStoreBase {
    * const older = newest.next && (await history.page('Order', '42', newest.next));
    * ```
    */
-  page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
+  page<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts?: PageOptions,
+  ): Promise<HistoryPage<SnapshotOf<M, K>>> {
     return pageOf((query) => this.list(entityType, entityId, query), opts);
   }
 
@@ -35,7 +53,7 @@ export abstract class HistoryStoreBase {
    * for await (const { entry, changes } of history.changes('Order', '42')) render(entry.version, changes);
    * ```
    */
-  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
+  changes<K extends EntityTypeOf<M>>(entityType: K, entityId: string): AsyncIterable<VersionChanges<SnapshotOf<M, K>>> {
     return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 }

@@ -1,13 +1,17 @@
 import type {
+  AnyHistoryEntry,
+  EntityTypeOf,
+  EntityTypes,
   HistoryEntry,
   HistoryPage,
   HistoryReader,
   ListOptions,
   PageOptions,
   ReadOptions,
+  SnapshotOf,
   VersionChanges,
 } from './entry.js';
-import { changesOf } from './reader.js';
+import { changesOf, typedAs } from './reader.js';
 
 /**
  * Brings one entity type's old snapshots to the current shape. `schemaVersion` is the entry's
@@ -44,56 +48,84 @@ export type Upcasters = Readonly<Record<string, Upcaster>>;
  * (await history.latest('Order', '42'))?.snapshot.currency; // 'EUR' even for v1 entries
  * ```
  */
-export function upcastReader(reader: HistoryReader, upcasters: Upcasters): UpcastReader {
+export function upcastReader<M extends EntityTypes = Record<string, unknown>>(
+  reader: HistoryReader<M>,
+  upcasters: Upcasters,
+): UpcastReader<M> {
   return new UpcastReader(reader, upcasters);
 }
 
 /**
- * The reader {@link upcastReader} returns.
+ * The reader {@link upcastReader} returns. It keeps the wrapped reader's `EntityTypes` map: give
+ * the store the map of today's shapes, which the upcasters produce.
  *
  * ```ts
  * const history: UpcastReader = upcastReader(store, { Order: upgradeOrder });
  * ```
  */
-export class UpcastReader implements HistoryReader {
+export class UpcastReader<M extends EntityTypes = Record<string, unknown>> implements HistoryReader<M> {
+  readonly #source: HistoryReader;
+
   constructor(
     /** The reader entries come from, unchanged. */
-    readonly source: HistoryReader,
+    readonly source: HistoryReader<M>,
     readonly upcasters: Upcasters,
-  ) {}
-
-  async list(entityType: string, entityId: string, opts?: ListOptions): Promise<HistoryEntry[]> {
-    return (await this.source.list(entityType, entityId, opts)).map((entry) => this.upcast(entry));
+  ) {
+    this.#source = source as unknown as HistoryReader;
   }
 
-  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
-    return this.#maybe(await this.source.at(entityType, entityId, version));
+  async list<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts?: ListOptions,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>>[]> {
+    return typedAs((await this.#source.list(entityType, entityId, opts)).map((entry) => this.upcast(entry)));
   }
 
-  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
-    return this.#maybe(await this.source.asOf(entityType, entityId, time));
+  async at<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    version: number,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
+    return typedAs(this.#maybe(await this.#source.at(entityType, entityId, version)));
   }
 
-  async latest(entityType: string, entityId: string, opts?: ReadOptions): Promise<HistoryEntry | undefined> {
-    return this.#maybe(await this.source.latest(entityType, entityId, opts));
+  async asOf<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    time: Date,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
+    return typedAs(this.#maybe(await this.#source.asOf(entityType, entityId, time)));
   }
 
-  async page(entityType: string, entityId: string, opts?: PageOptions): Promise<HistoryPage> {
-    if (this.source.page === undefined) {
+  async latest<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts?: ReadOptions,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
+    return typedAs(this.#maybe(await this.#source.latest(entityType, entityId, opts)));
+  }
+
+  async page<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts?: PageOptions,
+  ): Promise<HistoryPage<SnapshotOf<M, K>>> {
+    if (this.#source.page === undefined) {
       throw new TypeError('upcastReader: the wrapped reader has no page(); use a built-in store.');
     }
-    const found = await this.source.page(entityType, entityId, opts);
-    return { ...found, entries: found.entries.map((entry) => this.upcast(entry)) };
+    const found = await this.#source.page(entityType, entityId, opts);
+    return { ...found, entries: typedAs(found.entries.map((entry) => this.upcast(entry))) };
   }
 
-  async byTransaction(txId: string): Promise<HistoryEntry[]> {
-    if (this.source.byTransaction === undefined) {
+  async byTransaction(txId: string): Promise<AnyHistoryEntry<M>[]> {
+    if (this.#source.byTransaction === undefined) {
       throw new TypeError('upcastReader: the wrapped reader has no byTransaction(); use a built-in store.');
     }
-    return (await this.source.byTransaction(txId)).map((entry) => this.upcast(entry));
+    return typedAs((await this.#source.byTransaction(txId)).map((entry) => this.upcast(entry)));
   }
 
-  changes(entityType: string, entityId: string): AsyncIterable<VersionChanges> {
+  changes<K extends EntityTypeOf<M>>(entityType: K, entityId: string): AsyncIterable<VersionChanges<SnapshotOf<M, K>>> {
     return changesOf((opts) => this.page(entityType, entityId, opts));
   }
 

@@ -1,14 +1,19 @@
 import { headOf } from '../history/chain.js';
 import { assertStorable, bsonExact, decodeJson, encodeJson } from '../history/codec.js';
 import type {
+  AnyHistoryEntry,
   ChainHead,
+  EntityTypeOf,
+  EntityTypes,
   HistoryEntry,
   HistoryReader,
   HistoryWriter,
   ListOptions,
   ReadOptions,
+  SnapshotOf,
 } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
+import { typedAs } from '../history/reader.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { type MongoSessionLike, mongodbAdapter } from '../transactions/mongodb.js';
 
@@ -107,7 +112,10 @@ const JSON_FIELDS = [
  * const versions = await history.list('Order', '42');
  * ```
  */
-export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter<MongoSessionLike>, HistoryReader {
+export class MongoHistoryStore<M extends EntityTypes = Record<string, unknown>>
+  extends HistoryStoreBase<M>
+  implements HistoryWriter<MongoSessionLike>, HistoryReader<M>
+{
   /** The collection's name. */
   readonly collectionName: string;
   readonly #collection: MongoCollectionLike;
@@ -196,7 +204,7 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const head = await history.head('Order', '42'); // { version: 3, hash: '…' }
    * ```
    */
-  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+  async head(entityType: EntityTypeOf<M>, entityId: string): Promise<ChainHead | undefined> {
     const [document] = await this.#heads.find({ entityType, entityId }, { projection: WITHOUT_ID, limit: 1 }).toArray();
     if (document === undefined) return undefined;
     const head = {
@@ -215,14 +223,18 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
    * await history.list('Order', '42', { fromVersion: 2, limit: 10 });
    * ```
    */
-  async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
+  async list<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts: ListOptions = {},
+  ): Promise<HistoryEntry<SnapshotOf<M, K>>[]> {
     const version: Record<string, number> = {};
     if (opts.fromVersion !== undefined) version.$gte = opts.fromVersion;
     if (opts.toVersion !== undefined) version.$lte = opts.toVersion;
     const filter: HistoryDocument = { entityType, entityId };
     if (Object.keys(version).length > 0) filter.version = version;
     if (opts.limit !== undefined && opts.limit <= 0) return [];
-    return this.#find(filter, { version: opts.order === 'desc' ? -1 : 1 }, opts.limit);
+    return typedAs(await this.#find(filter, { version: opts.order === 'desc' ? -1 : 1 }, opts.limit));
   }
 
   /**
@@ -233,8 +245,8 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const together = await history.byTransaction(entry.txId);
    * ```
    */
-  byTransaction(txId: string): Promise<HistoryEntry[]> {
-    return this.#find({ txId }, { entityType: 1, entityId: 1, version: 1 }, undefined);
+  async byTransaction(txId: string): Promise<AnyHistoryEntry<M>[]> {
+    return typedAs(await this.#find({ txId }, { entityType: 1, entityId: 1, version: 1 }, undefined));
   }
 
   /**
@@ -244,9 +256,13 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const third = await history.at('Order', '42', 3);
    * ```
    */
-  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
+  async at<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    version: number,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     const [entry] = await this.#find({ entityType, entityId, version }, { version: 1 }, 1);
-    return entry;
+    return typedAs(entry);
   }
 
   /**
@@ -259,13 +275,17 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const atNewYear = await history.asOf('Order', '42', new Date('2026-01-01'));
    * ```
    */
-  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
+  async asOf<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    time: Date,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     const [entry] = await this.#find(
       { entityType, entityId, timestamp: { $lte: time } },
       { timestamp: -1, version: -1 },
       1,
     );
-    return entry;
+    return typedAs(entry);
   }
 
   /**
@@ -277,13 +297,13 @@ export class MongoHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const current = await history.latest('Order', '42');
    * ```
    */
-  async latest(
-    entityType: string,
+  async latest<K extends EntityTypeOf<M>>(
+    entityType: K,
     entityId: string,
     opts: ReadOptions<MongoSessionLike> = {},
-  ): Promise<HistoryEntry | undefined> {
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     const [entry] = await this.#find({ entityType, entityId }, { version: -1 }, 1, opts.session);
-    return entry;
+    return typedAs(entry);
   }
 
   async #find(

@@ -1,15 +1,20 @@
 import { headOf } from '../history/chain.js';
 import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
 import type {
+  AnyHistoryEntry,
   ChainHead,
+  EntityTypeOf,
+  EntityTypes,
   HistoryEntry,
   HistoryReader,
   HistoryWriter,
   ListOptions,
   ReadOptions,
+  SnapshotOf,
 } from '../history/entry.js';
 import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
+import { typedAs } from '../history/reader.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { afterHistoryWrite, beforeHistoryWrite, isDuplicateEntry } from '../transactions/mysql-common.js';
 import { connectionOf } from '../transactions/registry.js';
@@ -85,7 +90,10 @@ interface Statements {
  * await history.list('Order', '42');
  * ```
  */
-export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter<MysqlQueryable>, HistoryReader {
+export class MysqlHistoryStore<M extends EntityTypes = Record<string, unknown>>
+  extends HistoryStoreBase<M>
+  implements HistoryWriter<MysqlQueryable>, HistoryReader<M>
+{
   /** The pool or connection reads (and writes without a session) go through, as given. */
   readonly connection: MysqlQueryable | MysqlCallbackQueryable;
   /** The history table's name as given (validated). */
@@ -204,7 +212,7 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const head = await history.head('Order', '42'); // { version: 3, hash: '…' }
    * ```
    */
-  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+  async head(entityType: EntityTypeOf<M>, entityId: string): Promise<ChainHead | undefined> {
     try {
       const [row] = await selectRows<HeadRow>(this.#db, this.#sql.head, [entityType, entityId]);
       return row === undefined ? undefined : rowToHead(row);
@@ -221,19 +229,23 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const lastTwo = await history.list('Order', '42', { fromVersion: 3, limit: 2 });
    * ```
    */
-  async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
+  async list<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts: ListOptions = {},
+  ): Promise<HistoryEntry<SnapshotOf<M, K>>[]> {
     const from = clamp(Math.ceil(opts.fromVersion ?? INT_MIN));
     const to = clamp(Math.floor(opts.toVersion ?? INT_MAX));
     const desc = opts.order === 'desc';
     if (opts.limit === undefined || opts.limit === Number.POSITIVE_INFINITY) {
-      return this.#entries(desc ? this.#sql.listDesc : this.#sql.list, [entityType, entityId, from, to]);
+      return typedAs(await this.#entries(desc ? this.#sql.listDesc : this.#sql.list, [entityType, entityId, from, to]));
     }
     const count = Math.max(0, Math.trunc(opts.limit)) || 0;
     // As text to a prepared statement: MySQL 8.0.22+ refuses a DOUBLE (how mysql2 may send a
     // number) as its LIMIT; interpolated by a wrapper's query(), a number.
     const limit = typeof this.#db.execute === 'function' ? String(count) : count;
     const sql = desc ? this.#sql.listDescLimited : this.#sql.listLimited;
-    return this.#entries(sql, [entityType, entityId, from, to, limit]);
+    return typedAs(await this.#entries(sql, [entityType, entityId, from, to, limit]));
   }
 
   /**
@@ -244,8 +256,8 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const together = await history.byTransaction(entry.txId);
    * ```
    */
-  byTransaction(txId: string): Promise<HistoryEntry[]> {
-    return this.#entries(this.#sql.byTransaction, [txId]);
+  async byTransaction(txId: string): Promise<AnyHistoryEntry<M>[]> {
+    return typedAs(await this.#entries(this.#sql.byTransaction, [txId]));
   }
 
   /**
@@ -255,9 +267,13 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const third = await history.at('Order', '42', 3);
    * ```
    */
-  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
+  async at<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    version: number,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     if (!Number.isInteger(version) || version < INT_MIN || version > INT_MAX) return undefined;
-    return (await this.#entries(this.#sql.at, [entityType, entityId, version]))[0];
+    return typedAs((await this.#entries(this.#sql.at, [entityType, entityId, version]))[0]);
   }
 
   /**
@@ -270,9 +286,13 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const atNewYear = await history.asOf('Order', '42', new Date('2026-01-01'));
    * ```
    */
-  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
+  async asOf<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    time: Date,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     const bound = utcText(time, 'MysqlHistoryStore.asOf needs a valid Date');
-    return (await this.#entries(this.#sql.asOf, [entityType, entityId, bound]))[0];
+    return typedAs((await this.#entries(this.#sql.asOf, [entityType, entityId, bound]))[0]);
   }
 
   /**
@@ -283,13 +303,13 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
    * const current = await history.latest('Order', '42');
    * ```
    */
-  async latest(
-    entityType: string,
+  async latest<K extends EntityTypeOf<M>>(
+    entityType: K,
     entityId: string,
     opts: ReadOptions<MysqlQueryable> = {},
-  ): Promise<HistoryEntry | undefined> {
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     const through = opts.session == null ? undefined : queryableOf(await connectionOf(opts.session));
-    return (await this.#entries(this.#sql.latest, [entityType, entityId], through))[0];
+    return typedAs((await this.#entries(this.#sql.latest, [entityType, entityId], through))[0]);
   }
 
   async #entries(sql: string, values: unknown[], through: MysqlQueryable = this.#db): Promise<HistoryEntry[]> {

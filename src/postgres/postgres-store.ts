@@ -10,15 +10,20 @@ import {
   sqlReads,
 } from '../history/codec.js';
 import type {
+  AnyHistoryEntry,
   ChainHead,
+  EntityTypeOf,
+  EntityTypes,
   HistoryEntry,
   HistoryReader,
   HistoryWriter,
   ListOptions,
   ReadOptions,
+  SnapshotOf,
 } from '../history/entry.js';
 import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
+import { typedAs } from '../history/reader.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { type FinalStatement, finalStatementSink } from '../transactions/final-statement.js';
 import { connectionOf } from '../transactions/registry.js';
@@ -107,7 +112,10 @@ interface Statements {
  * await history.list('Order', '42');
  * ```
  */
-export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWriter<PostgresQueryable>, HistoryReader {
+export class PostgresHistoryStore<M extends EntityTypes = Record<string, unknown>>
+  extends HistoryStoreBase<M>
+  implements HistoryWriter<PostgresQueryable>, HistoryReader<M>
+{
   /** The connection reads (and writes without a session) go through. */
   readonly connection: PostgresQueryable;
   /** The history table's name as given (validated). */
@@ -227,7 +235,7 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
    * const head = await history.head('Order', '42'); // { version: 3, hash: '…' }
    * ```
    */
-  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+  async head(entityType: EntityTypeOf<M>, entityId: string): Promise<ChainHead | undefined> {
     try {
       const { rows } = await this.connection.query(this.#sql.head, [entityType, entityId]);
       const row = (rows as HeadRow[])[0];
@@ -245,12 +253,16 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
    * const lastTwo = await history.list('Order', '42', { fromVersion: 3, limit: 2 });
    * ```
    */
-  async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
+  async list<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts: ListOptions = {},
+  ): Promise<HistoryEntry<SnapshotOf<M, K>>[]> {
     const from = clamp(Math.ceil(opts.fromVersion ?? INT_MIN));
     const to = clamp(Math.floor(opts.toVersion ?? INT_MAX));
     const limit = opts.limit === undefined ? null : Math.max(0, Math.trunc(opts.limit));
     const sql = opts.order === 'desc' ? this.#sql.listDesc : this.#sql.list;
-    return this.#rows(sql, [entityType, entityId, from, to, limit]);
+    return typedAs(await this.#rows(sql, [entityType, entityId, from, to, limit]));
   }
 
   /**
@@ -261,8 +273,8 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
    * const together = await history.byTransaction(entry.txId);
    * ```
    */
-  byTransaction(txId: string): Promise<HistoryEntry[]> {
-    return this.#rows(this.#sql.byTransaction, [txId]);
+  async byTransaction(txId: string): Promise<AnyHistoryEntry<M>[]> {
+    return typedAs(await this.#rows(this.#sql.byTransaction, [txId]));
   }
 
   /**
@@ -272,9 +284,13 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
    * const third = await history.at('Order', '42', 3);
    * ```
    */
-  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
+  async at<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    version: number,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     if (!Number.isInteger(version) || version < INT_MIN || version > INT_MAX) return undefined;
-    return (await this.#rows(this.#sql.at, [entityType, entityId, version]))[0];
+    return typedAs((await this.#rows(this.#sql.at, [entityType, entityId, version]))[0]);
   }
 
   /**
@@ -287,11 +303,15 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
    * const atNewYear = await history.asOf('Order', '42', new Date('2026-01-01'));
    * ```
    */
-  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
+  async asOf<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    time: Date,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     if (!(time instanceof Date) || Number.isNaN(time.getTime())) {
       throw new TypeError(`PostgresHistoryStore.asOf needs a valid Date, got ${String(time)}.`);
     }
-    return (await this.#rows(this.#sql.asOf, [entityType, entityId, time]))[0];
+    return typedAs((await this.#rows(this.#sql.asOf, [entityType, entityId, time]))[0]);
   }
 
   /**
@@ -302,13 +322,13 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
    * const current = await history.latest('Order', '42');
    * ```
    */
-  async latest(
-    entityType: string,
+  async latest<K extends EntityTypeOf<M>>(
+    entityType: K,
     entityId: string,
     opts: ReadOptions<PostgresQueryable> = {},
-  ): Promise<HistoryEntry | undefined> {
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     const session = opts.session == null ? undefined : ((await connectionOf(opts.session)) as PostgresQueryable);
-    return (await this.#rows(this.#sql.latest, [entityType, entityId], session))[0];
+    return typedAs((await this.#rows(this.#sql.latest, [entityType, entityId], session))[0]);
   }
 
   async #rows(sql: string, params: unknown[], session?: PostgresQueryable): Promise<HistoryEntry[]> {

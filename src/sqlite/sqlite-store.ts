@@ -9,15 +9,20 @@ import {
   sqlReads,
 } from '../history/codec.js';
 import type {
+  AnyHistoryEntry,
   ChainHead,
+  EntityTypeOf,
+  EntityTypes,
   HistoryEntry,
   HistoryReader,
   HistoryWriter,
   ListOptions,
   ReadOptions,
+  SnapshotOf,
 } from '../history/entry.js';
 import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
+import { typedAs } from '../history/reader.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { connectionOf } from '../transactions/registry.js';
 import { isSqliteConflict } from '../transactions/sqlite.js';
@@ -98,7 +103,10 @@ interface Statements {
  * @Versioned() @HistoryTracked(history) class OrderService { ... }
  * ```
  */
-export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWriter<SqliteConnectionLike>, HistoryReader {
+export class SqliteHistoryStore<M extends EntityTypes = Record<string, unknown>>
+  extends HistoryStoreBase<M>
+  implements HistoryWriter<SqliteConnectionLike>, HistoryReader<M>
+{
   /** The Database reads (and writes without a session) go through. */
   readonly database: SqliteConnectionLike;
   /** The history table's name as given (validated). */
@@ -193,7 +201,7 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
    * const head = await history.head('Order', '42'); // { version: 3, hash: '…' }
    * ```
    */
-  async head(entityType: string, entityId: string): Promise<ChainHead | undefined> {
+  async head(entityType: EntityTypeOf<M>, entityId: string): Promise<ChainHead | undefined> {
     let rows: HeadRow[];
     try {
       rows = this.#statement(this.database, this.#sql.head).all(entityType, entityId) as HeadRow[];
@@ -211,17 +219,16 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
    * const firstThree = await history.list('Order', '42', { toVersion: 3 });
    * ```
    */
-  async list(entityType: string, entityId: string, opts: ListOptions = {}): Promise<HistoryEntry[]> {
+  async list<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    opts: ListOptions = {},
+  ): Promise<HistoryEntry<SnapshotOf<M, K>>[]> {
     const from = Math.ceil(opts.fromVersion ?? NO_LOWER);
     const to = Math.floor(opts.toVersion ?? NO_UPPER);
     const limit = opts.limit === undefined ? -1 : Math.max(0, Math.trunc(opts.limit));
-    return this.#rows(opts.order === 'desc' ? this.#sql.listDesc : this.#sql.list, [
-      entityType,
-      entityId,
-      from,
-      to,
-      limit,
-    ]);
+    const sql = opts.order === 'desc' ? this.#sql.listDesc : this.#sql.list;
+    return typedAs(this.#rows(sql, [entityType, entityId, from, to, limit]));
   }
 
   /**
@@ -232,8 +239,8 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
    * const together = await history.byTransaction(entry.txId);
    * ```
    */
-  async byTransaction(txId: string): Promise<HistoryEntry[]> {
-    return this.#rows(this.#sql.byTransaction, [txId]);
+  async byTransaction(txId: string): Promise<AnyHistoryEntry<M>[]> {
+    return typedAs(this.#rows(this.#sql.byTransaction, [txId]));
   }
 
   /**
@@ -243,9 +250,13 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
    * const second = await history.at('Order', '42', 2);
    * ```
    */
-  async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
+  async at<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    version: number,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     if (!Number.isInteger(version)) return undefined;
-    return this.#rows(this.#sql.at, [entityType, entityId, version])[0];
+    return typedAs(this.#rows(this.#sql.at, [entityType, entityId, version])[0]);
   }
 
   /**
@@ -258,11 +269,15 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
    * const lastWeek = await history.asOf('Order', '42', new Date(Date.now() - 7 * 86_400_000));
    * ```
    */
-  async asOf(entityType: string, entityId: string, time: Date): Promise<HistoryEntry | undefined> {
+  async asOf<K extends EntityTypeOf<M>>(
+    entityType: K,
+    entityId: string,
+    time: Date,
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     if (!(time instanceof Date) || Number.isNaN(time.getTime())) {
       throw new TypeError(`SqliteHistoryStore.asOf needs a valid Date, got ${String(time)}.`);
     }
-    return this.#rows(this.#sql.asOf, [entityType, entityId, time.getTime()])[0];
+    return typedAs(this.#rows(this.#sql.asOf, [entityType, entityId, time.getTime()])[0]);
   }
 
   /**
@@ -273,13 +288,13 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
    * const current = await history.latest('Order', '42');
    * ```
    */
-  async latest(
-    entityType: string,
+  async latest<K extends EntityTypeOf<M>>(
+    entityType: K,
     entityId: string,
     opts: ReadOptions<SqliteConnectionLike> = {},
-  ): Promise<HistoryEntry | undefined> {
+  ): Promise<HistoryEntry<SnapshotOf<M, K>> | undefined> {
     const session = opts.session == null ? undefined : ((await connectionOf(opts.session)) as SqliteConnectionLike);
-    return this.#rows(this.#sql.latest, [entityType, entityId], session)[0];
+    return typedAs(this.#rows(this.#sql.latest, [entityType, entityId], session)[0]);
   }
 
   #rows(sql: string, params: unknown[], session?: SqliteConnectionLike): HistoryEntry[] {

@@ -43,6 +43,7 @@ export { diff } from './history/diff.js';
 export type {
   ChainHead,
   Difference,
+  EntityIdOptions,
   HistoryEntry,
   HistoryOp,
   HistoryPage,

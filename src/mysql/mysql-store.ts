@@ -2,6 +2,7 @@ import { headOf } from '../history/chain.js';
 import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
 import type {
   ChainHead,
+  EntityIdOptions,
   HistoryEntry,
   HistoryReader,
   HistoryWriter,
@@ -10,6 +11,7 @@ import type {
 } from '../history/entry.js';
 import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
+import { idBounds } from '../history/reader.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { afterHistoryWrite, beforeHistoryWrite, isDuplicateEntry } from '../transactions/mysql-common.js';
 import { connectionOf } from '../transactions/registry.js';
@@ -58,6 +60,9 @@ interface Statements {
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
+  readonly entityTypes: string;
+  readonly entityIds: string;
+  readonly entityIdsLimited: string;
   /** The chain heads table (`<table>_heads`): create, upsert one, read one. */
   readonly createHeads: string;
   readonly upsertHead: string;
@@ -249,6 +254,41 @@ export class MysqlHistoryStore extends HistoryStoreBase implements HistoryWriter
   }
 
   /**
+   * The entity types with history, each once, in code point order (the table's `utf8mb4_bin`
+   * collation), read from the primary key's index.
+   *
+   * ```ts
+   * const types = await history.entityTypes(); // ['Invoice', 'Order']
+   * ```
+   */
+  async entityTypes(): Promise<string[]> {
+    return this.#values(this.#sql.entityTypes, []);
+  }
+
+  /**
+   * The ids of `entityType` with history, each once, in code point order (`utf8mb4_bin`),
+   * filtered by prefix and paged by `after` and `limit` (see `EntityIdOptions`).
+   *
+   * ```ts
+   * const ids = await history.entityIds('Order', { prefix: 'A-', limit: 20 });
+   * ```
+   */
+  async entityIds(entityType: string, opts: EntityIdOptions = {}): Promise<string[]> {
+    const { after, prefix, limit } = idBounds(opts);
+    const values: unknown[] = [entityType, after, after, prefix, prefix];
+    if (limit === undefined) return this.#values(this.#sql.entityIds, values);
+    // As text to a prepared statement, as in list().
+    return this.#values(this.#sql.entityIdsLimited, [
+      ...values,
+      typeof this.#db.execute === 'function' ? String(limit) : limit,
+    ]);
+  }
+
+  async #values(sql: string, values: unknown[]): Promise<string[]> {
+    return (await selectRows<{ value: string }>(this.#db, sql, values)).map((row) => row.value);
+  }
+
+  /**
    * The entry of one version, or `undefined`.
    *
    * ```ts
@@ -355,6 +395,9 @@ function statements(table: string): Statements {
   const select = `SELECT ${read} FROM ${t} WHERE \`entity_type\` = ? AND \`entity_id\` = ?`;
   const list = `${select} AND \`version\` BETWEEN ? AND ? ORDER BY \`version\``;
   const listDesc = `${list} DESC`;
+  const ids =
+    `SELECT DISTINCT \`entity_id\` AS \`value\` FROM ${t} WHERE \`entity_type\` = ? AND (? IS NULL OR \`entity_id\` > ?) ` +
+    'AND LEFT(`entity_id`, CHAR_LENGTH(?)) = ? ORDER BY `entity_id`';
   return {
     createTable:
       `CREATE TABLE IF NOT EXISTS ${t} (` +
@@ -386,6 +429,9 @@ function statements(table: string): Statements {
     // which no index serves. InnoDB's index carries the primary key's version, so the tie-break needs no filesort.
     asOf: `${select} AND \`timestamp\` <= ? ORDER BY ${t}.\`timestamp\` DESC, \`version\` DESC LIMIT 1`,
     latest: `${select} ORDER BY \`version\` DESC LIMIT 1`,
+    entityTypes: `SELECT DISTINCT \`entity_type\` AS \`value\` FROM ${t} ORDER BY \`entity_type\``,
+    entityIds: ids,
+    entityIdsLimited: `${ids} LIMIT ?`,
     ...headStatements(table),
   };
 }

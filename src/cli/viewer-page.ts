@@ -8,6 +8,7 @@ const PAGE = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>event-history viewer</title>
 <link rel="stylesheet" href="/viewer.css">
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <script src="/viewer.js" defer></script>
 </head>
 <body>
@@ -95,6 +96,8 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; vertical-align: top; padding: .25rem .5rem; border-bottom: 1px solid var(--line); }
 td, pre, code { font-family: ui-monospace, monospace; font-size: .88rem; }
 td { white-space: pre-wrap; word-break: break-word; }
+#timeline td:nth-child(-n+2) { white-space: nowrap; }
+.changes { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: .88rem; }
 tr.current { background: color-mix(in srgb, var(--accent) 14%, transparent); }
 .add { color: var(--add); }
 .remove { color: var(--remove); }
@@ -108,6 +111,10 @@ tr.current { background: color-mix(in srgb, var(--accent) 14%, transparent); }
 .skip { position: absolute; left: -999px; }
 .skip:focus { left: .5rem; top: .5rem; background: Canvas; padding: .3rem; }
 `;
+
+const ICON =
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="#1a5fb4"/>' +
+  '<path d="M8 4v4l3 2" stroke="#fff" stroke-width="1.6" fill="none"/></svg>';
 
 const SCRIPT = String.raw`'use strict';
 // The event-history viewer. Every value from the history reaches the page as text (textContent,
@@ -259,7 +266,7 @@ const SCRIPT = String.raw`'use strict';
 
   function changeList(changes) {
     if (changes.length === 0) return el('span', { className: 'dim', text: '(no field changed)' });
-    return el('span', {}, changes.map(function (change, i) {
+    return el('span', { className: 'changes' }, changes.map(function (change, i) {
       var text = change.kind === 'add' ? '+ ' + change.path + ': ' + value(change.after)
         : change.kind === 'remove' ? '- ' + change.path + ': ' + value(change.before)
         : '~ ' + change.path + ': ' + value(change.before) + ' → ' + value(change.after);
@@ -415,4 +422,5 @@ export const VIEWER_ASSETS: Readonly<Record<string, { readonly type: string; rea
   '/index.html': { type: 'text/html; charset=utf-8', body: PAGE },
   '/viewer.css': { type: 'text/css; charset=utf-8', body: STYLE },
   '/viewer.js': { type: 'text/javascript; charset=utf-8', body: SCRIPT },
+  '/favicon.svg': { type: 'image/svg+xml', body: ICON },
 };

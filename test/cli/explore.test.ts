@@ -131,7 +131,7 @@ describe('event-history CLI: finding what a store holds, and saying what it does
     }
     const unknown = await run(['log', 'Ordr', 'o1', '--url', url]);
     expect(unknown.stderr).toContain(
-      'no history for entity type "Ordr" in ' + `${path} entity_history; it holds "Bulk", "Invoice", "Order"`,
+      `no history for entity type "Ordr" in ${path} entity_history; it holds "Bulk", "Invoice", "Order"`,
     );
   });
 

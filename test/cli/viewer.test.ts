@@ -147,7 +147,10 @@ describe('the history viewer’s JSON API (event-history serve)', () => {
       expect.objectContaining({ version: 1, op: 'create', previousVersion: null }),
     ]);
     for (const entry of body.entries) expect(entry).not.toHaveProperty('snapshot');
-    expect((body.entries[1]?.changes as { path: string }[]).map((change) => change.path)).toEqual(['id', 'total']);
+    expect((body.entries[1]?.changes as { path: string }[] | undefined)?.map((change) => change.path)).toEqual([
+      'id',
+      'total',
+    ]);
   });
 
   it('pages a long timeline, and the oldest entry of a page shows its changes from the version past the page', async () => {
@@ -155,8 +158,7 @@ describe('the history viewer’s JSON API (event-history serve)', () => {
     const first = await json<Page>(`${base}api/entities/Order/long/history`);
     expect(first.body.entries).toHaveLength(100);
     expect(first.body.entries[0]?.version).toBe(105);
-    expect(first.body.entries.at(-1)).toEqual({
-      ...first.body.entries.at(-1),
+    expect(first.body.entries.at(-1)).toMatchObject({
       version: 6,
       changes: [{ path: 'total', kind: 'change', before: 5, after: 6 }],
     });

@@ -3,8 +3,6 @@ import { CliError, type CliStore, openStore, redactMessage } from './connect.js'
 import { colourWanted, painter } from './format.js';
 import { type Output, positiveInteger } from './output.js';
 import { diffVersions, ids, log, show, types } from './read.js';
-import { relayCommand } from './relay.js';
-import { serveCommand } from './serve.js';
 import { verify, verifyOptions } from './verify.js';
 import { VERSION } from './version.js';
 
@@ -124,8 +122,9 @@ const COMMANDS: Readonly<Record<string, ReadCommand>> = {
  * ```
  */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  if (argv[0] === 'relay') return relayCommand(argv.slice(1), io); // src/cli/relay.ts
-  if (argv[0] === 'serve') return serveCommand(argv.slice(1), io); // src/cli/serve.ts
+  // Loaded only when run, so the other commands do not pay for the broker clients or the viewer.
+  if (argv[0] === 'relay') return (await import('./relay.js')).relayCommand(argv.slice(1), io);
+  if (argv[0] === 'serve') return (await import('./serve.js')).serveCommand(argv.slice(1), io);
   let store: CliStore | undefined;
   let url: string | undefined;
   try {

@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { HistoryReader, HistoryWriter } from '../src/index.js';
@@ -40,16 +41,17 @@ function fromRecord(row: OrderRecord | undefined): Order | undefined {
   return { ...row, items: JSON.parse(row.items) as string[], timestamp: new Date(row.timestamp) };
 }
 
-/** SQLite in memory through better-sqlite3: one connection, which is the session. */
-export async function sqliteDemo(): Promise<DemoDatabase<Database.Database>> {
-  const db = new Database(':memory:');
+/** SQLite in a file through better-sqlite3, made afresh: one connection, which is the session. */
+export async function sqliteDemo(path: string): Promise<DemoDatabase<Database.Database>> {
+  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
+  const db = new Database(path);
   db.exec(`CREATE TABLE orders (
     id TEXT PRIMARY KEY, customer TEXT NOT NULL, items TEXT NOT NULL, address TEXT NOT NULL,
     version INTEGER NOT NULL, timestamp TEXT NOT NULL)`);
   const history = new SqliteHistoryStore(db);
   await history.ensureSchema();
   return {
-    label: 'SQLite (in memory, better-sqlite3)',
+    label: `SQLite in ${path} (better-sqlite3)`,
     history,
     session: async () => db,
     release: async () => {},

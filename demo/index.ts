@@ -1,7 +1,10 @@
 import 'reflect-metadata';
+import { isAbsolute, join, relative } from 'node:path';
 import {
+  diff,
   expectedVersion,
   type HistoryEntry,
+  type HistoryReader,
   HistoryTracked,
   type HistoryWriter,
   VersionConflictError,
@@ -11,13 +14,18 @@ import {
 import { type DemoDatabase, type Order, postgresDemo, sqliteDemo } from './databases.js';
 
 // The story of one order: created, changed twice, a stale edit rejected, a failed history write
-// rolled back, and the history read back. `npm run demo` tells it on an embedded SQLite database;
-// `DATABASE_URL=postgres://… npm run demo` on PostgreSQL.
+// rolled back, and the history read back. `npm run demo` tells it on an SQLite file,
+// ./demo-history.db, and ends with the commands that explore what it wrote;
+// `DATABASE_URL=postgres://… npm run demo` tells it on PostgreSQL (and drops its tables after).
 
 /** Wraps the real history store so the demo can make one write fail after it inserted its row. */
 class UnreliableHistory implements HistoryWriter {
   failNext = false;
-  constructor(private readonly store: HistoryWriter) {}
+  constructor(private readonly store: HistoryWriter & HistoryReader) {}
+  /** What the hash chain reads: the entity's newest entry, inside the call's transaction. */
+  latest(entityType: string, entityId: string, opts?: { session?: unknown }) {
+    return this.store.latest(entityType, entityId, opts);
+  }
   async save(entry: HistoryEntry, session?: unknown): Promise<void> {
     await this.store.save(entry, session);
     if (this.failNext) {
@@ -28,7 +36,7 @@ class UnreliableHistory implements HistoryWriter {
 }
 
 @Versioned()
-@HistoryTracked('history', { entityType: 'Order' })
+@HistoryTracked('history', { entityType: 'Order', chain: true })
 class OrderService<S> {
   readonly history: UnreliableHistory;
   constructor(private readonly db: DemoDatabase<S>) {
@@ -44,10 +52,44 @@ class OrderService<S> {
 
 const say = (text: string) => console.log(`\n• ${text}`);
 
+/** The demo's SQLite file, in the directory it runs in. */
+const DEMO_FILE = 'demo-history.db';
+
 async function main(): Promise<void> {
   const url = process.env.DATABASE_URL;
-  if (url) await tell(await postgresDemo(url));
-  else await tell(await sqliteDemo());
+  if (url) {
+    await tell(await postgresDemo(url));
+    console.log(
+      '\nThe PostgreSQL tables are dropped again; run `npm run demo` without DATABASE_URL to explore the history.',
+    );
+    return;
+  }
+  const path = join(process.cwd(), DEMO_FILE);
+  await tell(await sqliteDemo(path));
+  printExploreCommands(path);
+}
+
+/**
+ * The command lines that explore the demo's file, as they run from this repository (`npm run cli`
+ * is the CLI on the sources; an installed package is `npx event-history`).
+ */
+function printExploreCommands(path: string): void {
+  const root = join(import.meta.dirname, '..');
+  const fromRoot = relative(root, path);
+  const file = fromRoot.startsWith('..') || isAbsolute(fromRoot) ? path : fromRoot;
+  const url = `sqlite:${/[\s'"$\\]/.test(file) ? JSON.stringify(file) : file}`;
+  say(`The history is in ${path}. Explore it (from ${root}):`);
+  for (const command of [
+    'types',
+    'log Order A-1001',
+    'show Order A-1001 2',
+    'diff Order A-1001 1 3',
+    'verify Order A-1001',
+    'serve',
+  ]) {
+    console.log(`  npm run cli -- ${command} --url ${url}`);
+  }
+  console.log('  (serve prints the address of a read-only viewer to open in your browser; Ctrl-C stops it)');
 }
 
 async function tell<S>(db: DemoDatabase<S>): Promise<void> {
@@ -59,6 +101,11 @@ async function tell<S>(db: DemoDatabase<S>): Promise<void> {
     say('Ada places an order.');
     await withHistoryContext({ actor: 'ada' }, () => orders.save(order, session));
     console.log(`  stored as version ${order.version} at ${order.timestamp?.toISOString()}`);
+
+    say('Grace places an order too.');
+    const grace: Order = { id: 'A-1002', customer: 'Grace', items: ['kettle'], address: '7 Compiler Close' };
+    await withHistoryContext({ actor: 'grace' }, () => orders.save(grace, session));
+    console.log(`  stored as version ${grace.version}`);
 
     const carolsScreen = structuredClone(order);
 
@@ -103,18 +150,17 @@ async function tell<S>(db: DemoDatabase<S>): Promise<void> {
 }
 
 function printHistory(entries: HistoryEntry[]): void {
-  let previous: Record<string, unknown> | undefined;
+  let previous: unknown;
   const rows = entries.map((entry) => {
-    const snapshot = entry.snapshot as Record<string, unknown>;
     const row = {
       version: entry.version,
       op: entry.op,
       time: entry.timestamp.toISOString().replace('T', ' ').slice(0, 23),
       actor: entry.actor ?? '',
       reason: entry.reason ?? '',
-      changed: describeChanges(previous, snapshot),
+      changed: previous === undefined ? 'created' : describeChanges(previous, entry.snapshot),
     };
-    previous = snapshot;
+    previous = entry.snapshot;
     return row;
   });
   const columns = Object.keys(rows[0] ?? {}) as (keyof (typeof rows)[number])[];
@@ -125,12 +171,17 @@ function printHistory(entries: HistoryEntry[]): void {
   for (const row of rows) console.log(line(columns.map((c) => String(row[c]))));
 }
 
-function describeChanges(before: Record<string, unknown> | undefined, after: Record<string, unknown>): string {
-  if (!before) return 'created';
-  return Object.keys(after)
-    .filter((key) => key !== 'version' && key !== 'timestamp')
-    .filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]))
-    .map((key) => `${key}: ${JSON.stringify(before[key])} → ${JSON.stringify(after[key])}`)
+/** The library's field-level `diff`, without the stamp fields every row shows anyway. */
+function describeChanges(before: unknown, after: unknown): string {
+  return diff(before, after)
+    .filter((change) => change.path !== 'version' && change.path !== 'timestamp')
+    .map((change) =>
+      change.kind === 'add'
+        ? `+${change.path}: ${JSON.stringify(change.after)}`
+        : change.kind === 'remove'
+          ? `-${change.path}: ${JSON.stringify(change.before)}`
+          : `${change.path}: ${JSON.stringify(change.before)} → ${JSON.stringify(change.after)}`,
+    )
     .join('; ');
 }
 

@@ -44,6 +44,7 @@ export type {
   AnyHistoryEntry,
   ChainHead,
   Difference,
+  EntityIdOptions,
   EntityTypeOf,
   EntityTypes,
   HistoryEntry,

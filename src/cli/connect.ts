@@ -33,7 +33,8 @@ export class CliError extends Error {
  * ```
  */
 export interface CliStore {
-  readonly reader: HistoryReader & Required<Pick<HistoryReader, 'page'>>;
+  readonly reader: HistoryReader &
+    Required<Pick<HistoryReader, 'page' | 'byTransaction' | 'entityTypes' | 'entityIds'>>;
   /** Where it reads, for messages: the URL without its password, and the table. */
   readonly where: string;
   close(): Promise<void>;

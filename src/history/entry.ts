@@ -88,6 +88,23 @@ export interface ListOptions {
 }
 
 /**
+ * Bounds for {@link HistoryReader.entityIds}: a prefix to search by, and cursor paging by id.
+ *
+ * ```ts
+ * const first = await store.entityIds('Order', { prefix: 'A-', limit: 50 });
+ * const more = await store.entityIds('Order', { prefix: 'A-', after: first.at(-1), limit: 50 });
+ * ```
+ */
+export interface EntityIdOptions {
+  /** Only ids that start with this text, compared exactly (case-sensitive). */
+  prefix?: string;
+  /** Only ids after this one (exclusive): the last id of the previous page. */
+  after?: string;
+  /** At most this many ids; default all. */
+  limit?: number;
+}
+
+/**
  * Options of the session-aware reads the pipeline uses (`latest(type, id, { session })`).
  *
  * ```ts
@@ -249,6 +266,17 @@ export interface HistoryReader<M extends EntityTypes = Record<string, unknown>> 
   ): Promise<HistoryPage<SnapshotOf<M, K>>>;
   /** Every entry written in one transaction, across entity types, by entity type, id and version (built-in stores). */
   byTransaction?(txId: string): Promise<AnyHistoryEntry<M>[]>;
+  /**
+   * The entity types the store holds history for, each once, in code point order (built-in
+   * stores). For listing what a store holds (the CLI's `types`, the viewer), not for a hot path:
+   * the SQL stores read it from the primary key's index.
+   */
+  entityTypes?(): Promise<string[]>;
+  /**
+   * The ids of one entity type that have history, each once, in code point order, filtered and
+   * paged by `opts` (built-in stores; see {@link EntityIdOptions}).
+   */
+  entityIds?(entityType: string, opts?: EntityIdOptions): Promise<string[]>;
   /** Each version with its field-level changes from the previous one, oldest first (built-in stores). */
   changes?<K extends EntityTypeOf<M>>(entityType: K, entityId: string): AsyncIterable<VersionChanges<SnapshotOf<M, K>>>;
   /**

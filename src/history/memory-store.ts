@@ -4,6 +4,7 @@ import { assertStorable } from './codec.js';
 import type {
   AnyHistoryEntry,
   ChainHead,
+  EntityIdOptions,
   EntityTypeOf,
   EntityTypes,
   HistoryEntry,
@@ -12,7 +13,7 @@ import type {
   ListOptions,
   SnapshotOf,
 } from './entry.js';
-import { byEntityAndVersion, byVersion, entryAsOf, selectRange, typedAs } from './reader.js';
+import { byCodePoint, byEntityAndVersion, byVersion, entryAsOf, selectIds, selectRange, typedAs } from './reader.js';
 import { HistoryStoreBase, versionTaken } from './store-base.js';
 
 /**
@@ -125,6 +126,31 @@ export class MemoryHistoryStore<M extends EntityTypes = Record<string, unknown>>
         .filter((entry) => entry.txId === txId)
         .sort(byEntityAndVersion),
     );
+  }
+
+  /** The entity types with history, in code point order. */
+  async entityTypes(): Promise<string[]> {
+    return [...new Set(this.#keys().map(([type]) => type))].sort(byCodePoint);
+  }
+
+  /** The ids of `entityType` with history, in code point order, within `opts` (see `EntityIdOptions`). */
+  async entityIds(entityType: string, opts: EntityIdOptions = {}): Promise<string[]> {
+    return selectIds(
+      this.#keys()
+        .filter(([type]) => type === entityType)
+        .map(([, id]) => id),
+      opts,
+    );
+  }
+
+  /** The (type, id) of every entity that holds at least one entry (a rollback can leave one empty). */
+  #keys(): [string, string][] {
+    const keys: [string, string][] = [];
+    for (const versions of this.#entries.values()) {
+      const first = versions[0];
+      if (first !== undefined) keys.push([first.entityType, first.entityId]);
+    }
+    return keys;
   }
 
   /** Every entry of every entity, in the order they were written per entity. */

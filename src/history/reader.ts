@@ -1,5 +1,5 @@
 import { diff } from './diff.js';
-import type { HistoryEntry, HistoryPage, ListOptions, PageOptions, VersionChanges } from './entry.js';
+import type { EntityIdOptions, HistoryEntry, HistoryPage, ListOptions, PageOptions, VersionChanges } from './entry.js';
 
 export function byVersion(a: HistoryEntry, b: HistoryEntry): number {
   return a.version - b.version;
@@ -109,4 +109,35 @@ export function byEntityAndVersion(a: HistoryEntry, b: HistoryEntry): number {
  */
 export function typedAs<E>(read: HistoryEntry | readonly HistoryEntry[] | undefined): E {
   return read as E;
+}
+
+/**
+ * @internal Code point order, the order every built-in store lists types and ids in (SQLite's
+ * BINARY, MySQL's utf8mb4_bin, PostgreSQL's "C" collation, MongoDB's simple collation): UTF-16
+ * comparison (`<`) differs from it for characters above U+FFFF.
+ */
+export function byCodePoint(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** @internal {@link EntityIdOptions} as the SQL stores bind them: `after` or null, a prefix ('' for none), a limit or undefined. */
+export function idBounds(opts: EntityIdOptions = {}): {
+  after: string | null;
+  prefix: string;
+  limit: number | undefined;
+} {
+  const limit =
+    opts.limit === undefined || opts.limit === Number.POSITIVE_INFINITY
+      ? undefined
+      : Math.max(0, Math.trunc(opts.limit) || 0);
+  return { after: opts.after ?? null, prefix: opts.prefix ?? '', limit };
+}
+
+/** @internal `entityIds` over ids already in memory: distinct, in code point order, within `opts`. */
+export function selectIds(ids: Iterable<string>, opts: EntityIdOptions = {}): string[] {
+  const { after, prefix, limit } = idBounds(opts);
+  const selected = [...new Set(ids)]
+    .filter((id) => id.startsWith(prefix) && (after === null || byCodePoint(id, after) > 0))
+    .sort(byCodePoint);
+  return limit === undefined ? selected : selected.slice(0, limit);
 }

@@ -3,6 +3,7 @@ import { assertStorable, bsonExact, decodeJson, encodeJson } from '../history/co
 import type {
   AnyHistoryEntry,
   ChainHead,
+  EntityIdOptions,
   EntityTypeOf,
   EntityTypes,
   HistoryEntry,
@@ -13,7 +14,7 @@ import type {
   SnapshotOf,
 } from '../history/entry.js';
 import { assertIdentifier } from '../history/identifier.js';
-import { typedAs } from '../history/reader.js';
+import { idBounds, typedAs } from '../history/reader.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { type MongoSessionLike, mongodbAdapter } from '../transactions/mongodb.js';
 
@@ -38,6 +39,7 @@ interface MongoCollectionLike {
       session?: MongoSessionLike;
     },
   ): MongoFindCursorLike;
+  aggregate(pipeline: HistoryDocument[]): MongoFindCursorLike;
   createIndex(keys: SortSpec, options?: { name?: string; unique?: boolean; sparse?: boolean }): Promise<string>;
   updateOne(
     filter: HistoryDocument,
@@ -247,6 +249,47 @@ export class MongoHistoryStore<M extends EntityTypes = Record<string, unknown>>
    */
   async byTransaction(txId: string): Promise<AnyHistoryEntry<M>[]> {
     return typedAs(await this.#find({ txId }, { entityType: 1, entityId: 1, version: 1 }, undefined));
+  }
+
+  /**
+   * The entity types with history, each once, in code point order (MongoDB's binary comparison
+   * of strings).
+   *
+   * ```ts
+   * const types = await history.entityTypes(); // ['Invoice', 'Order']
+   * ```
+   */
+  async entityTypes(): Promise<string[]> {
+    return this.#distinct('$entityType', {}, undefined);
+  }
+
+  /**
+   * The ids of `entityType` with history, each once, in code point order, filtered by prefix and
+   * paged by `after` and `limit` (see `EntityIdOptions`); an anchored prefix match, which the
+   * (entityType, entityId, version) index serves.
+   *
+   * ```ts
+   * const ids = await history.entityIds('Order', { prefix: 'A-', limit: 20 });
+   * ```
+   */
+  async entityIds(entityType: string, opts: EntityIdOptions = {}): Promise<string[]> {
+    const { after, prefix, limit } = idBounds(opts);
+    if (limit === 0) return [];
+    const id: HistoryDocument = {};
+    if (after !== null) id.$gt = after;
+    if (prefix !== '') id.$regex = `^${prefix.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}`;
+    return this.#distinct(
+      '$entityId',
+      Object.keys(id).length > 0 ? { entityType, entityId: id } : { entityType },
+      limit,
+    );
+  }
+
+  async #distinct(field: string, match: HistoryDocument, limit: number | undefined): Promise<string[]> {
+    const pipeline: HistoryDocument[] = [{ $match: match }, { $group: { _id: field } }, { $sort: { _id: 1 } }];
+    if (limit !== undefined) pipeline.push({ $limit: limit });
+    const groups = await this.#collection.aggregate(pipeline).toArray();
+    return groups.map((group) => String(group._id));
   }
 
   /**

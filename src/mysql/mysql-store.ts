@@ -3,6 +3,7 @@ import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEn
 import type {
   AnyHistoryEntry,
   ChainHead,
+  EntityIdOptions,
   EntityTypeOf,
   EntityTypes,
   HistoryEntry,
@@ -14,7 +15,7 @@ import type {
 } from '../history/entry.js';
 import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
-import { typedAs } from '../history/reader.js';
+import { idBounds, typedAs } from '../history/reader.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { afterHistoryWrite, beforeHistoryWrite, isDuplicateEntry } from '../transactions/mysql-common.js';
 import { connectionOf } from '../transactions/registry.js';
@@ -63,6 +64,9 @@ interface Statements {
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
+  readonly entityTypes: string;
+  readonly entityIds: string;
+  readonly entityIdsLimited: string;
   /** The chain heads table (`<table>_heads`): create, upsert one, read one. */
   readonly createHeads: string;
   readonly upsertHead: string;
@@ -261,6 +265,41 @@ export class MysqlHistoryStore<M extends EntityTypes = Record<string, unknown>>
   }
 
   /**
+   * The entity types with history, each once, in code point order (the table's `utf8mb4_bin`
+   * collation), read from the primary key's index.
+   *
+   * ```ts
+   * const types = await history.entityTypes(); // ['Invoice', 'Order']
+   * ```
+   */
+  async entityTypes(): Promise<string[]> {
+    return this.#values(this.#sql.entityTypes, []);
+  }
+
+  /**
+   * The ids of `entityType` with history, each once, in code point order (`utf8mb4_bin`),
+   * filtered by prefix and paged by `after` and `limit` (see `EntityIdOptions`).
+   *
+   * ```ts
+   * const ids = await history.entityIds('Order', { prefix: 'A-', limit: 20 });
+   * ```
+   */
+  async entityIds(entityType: string, opts: EntityIdOptions = {}): Promise<string[]> {
+    const { after, prefix, limit } = idBounds(opts);
+    const values: unknown[] = [entityType, after, after, prefix, prefix];
+    if (limit === undefined) return this.#values(this.#sql.entityIds, values);
+    // As text to a prepared statement, as in list().
+    return this.#values(this.#sql.entityIdsLimited, [
+      ...values,
+      typeof this.#db.execute === 'function' ? String(limit) : limit,
+    ]);
+  }
+
+  async #values(sql: string, values: unknown[]): Promise<string[]> {
+    return (await selectRows<{ value: string }>(this.#db, sql, values)).map((row) => row.value);
+  }
+
+  /**
    * The entry of one version, or `undefined`.
    *
    * ```ts
@@ -375,6 +414,9 @@ function statements(table: string): Statements {
   const select = `SELECT ${read} FROM ${t} WHERE \`entity_type\` = ? AND \`entity_id\` = ?`;
   const list = `${select} AND \`version\` BETWEEN ? AND ? ORDER BY \`version\``;
   const listDesc = `${list} DESC`;
+  const ids =
+    `SELECT DISTINCT \`entity_id\` AS \`value\` FROM ${t} WHERE \`entity_type\` = ? AND (? IS NULL OR \`entity_id\` > ?) ` +
+    'AND LEFT(`entity_id`, CHAR_LENGTH(?)) = ? ORDER BY `entity_id`';
   return {
     createTable:
       `CREATE TABLE IF NOT EXISTS ${t} (` +
@@ -406,6 +448,9 @@ function statements(table: string): Statements {
     // which no index serves. InnoDB's index carries the primary key's version, so the tie-break needs no filesort.
     asOf: `${select} AND \`timestamp\` <= ? ORDER BY ${t}.\`timestamp\` DESC, \`version\` DESC LIMIT 1`,
     latest: `${select} ORDER BY \`version\` DESC LIMIT 1`,
+    entityTypes: `SELECT DISTINCT \`entity_type\` AS \`value\` FROM ${t} ORDER BY \`entity_type\``,
+    entityIds: ids,
+    entityIdsLimited: `${ids} LIMIT ?`,
     ...headStatements(table),
   };
 }

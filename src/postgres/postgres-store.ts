@@ -12,6 +12,7 @@ import {
 import type {
   AnyHistoryEntry,
   ChainHead,
+  EntityIdOptions,
   EntityTypeOf,
   EntityTypes,
   HistoryEntry,
@@ -23,7 +24,7 @@ import type {
 } from '../history/entry.js';
 import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
-import { typedAs } from '../history/reader.js';
+import { idBounds, typedAs } from '../history/reader.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { type FinalStatement, finalStatementSink } from '../transactions/final-statement.js';
 import { connectionOf } from '../transactions/registry.js';
@@ -84,6 +85,8 @@ interface Statements {
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
+  readonly entityTypes: string;
+  readonly entityIds: string;
   /** The chain heads table (`<table>_heads`): create, upsert one, read one. */
   readonly createHeads: string;
   readonly upsertHead: string;
@@ -278,6 +281,36 @@ export class PostgresHistoryStore<M extends EntityTypes = Record<string, unknown
   }
 
   /**
+   * The entity types with history, each once, in code point order (the "C" collation, whatever
+   * the database's).
+   *
+   * ```ts
+   * const types = await history.entityTypes(); // ['Invoice', 'Order']
+   * ```
+   */
+  async entityTypes(): Promise<string[]> {
+    return this.#values(this.#sql.entityTypes, []);
+  }
+
+  /**
+   * The ids of `entityType` with history, each once, in code point order (the "C" collation),
+   * filtered by prefix and paged by `after` and `limit` (see `EntityIdOptions`).
+   *
+   * ```ts
+   * const ids = await history.entityIds('Order', { prefix: 'A-', limit: 20 });
+   * ```
+   */
+  async entityIds(entityType: string, opts: EntityIdOptions = {}): Promise<string[]> {
+    const { after, prefix, limit } = idBounds(opts);
+    return this.#values(this.#sql.entityIds, [entityType, after, prefix, limit ?? null]);
+  }
+
+  async #values(sql: string, params: unknown[]): Promise<string[]> {
+    const { rows } = await this.connection.query(sql, params);
+    return (rows as { value: string }[]).map((row) => row.value);
+  }
+
+  /**
    * The entry of one version, or `undefined`.
    *
    * ```ts
@@ -440,6 +473,11 @@ function statements(table: string): Statements {
         .map((column) => `ADD COLUMN IF NOT EXISTS "${column.name}" ${column.type}`)
         .join(', ')}`,
     insert: `INSERT INTO ${t} (${QUOTED_COLUMNS}) VALUES (${values.join(', ')})`,
+    entityTypes: `SELECT DISTINCT "entity_type" COLLATE "C" AS "value" FROM ${t} ORDER BY 1`,
+    entityIds:
+      `SELECT DISTINCT "entity_id" COLLATE "C" AS "value" FROM ${t} WHERE "entity_type" = $1 ` +
+      'AND ($2::text IS NULL OR "entity_id" COLLATE "C" > $2::text) AND starts_with("entity_id", $3::text) ' +
+      'ORDER BY 1 LIMIT $4::bigint',
     ...headStatements(table),
   };
 }

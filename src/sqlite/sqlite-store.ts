@@ -11,6 +11,7 @@ import {
 import type {
   AnyHistoryEntry,
   ChainHead,
+  EntityIdOptions,
   EntityTypeOf,
   EntityTypes,
   HistoryEntry,
@@ -22,7 +23,7 @@ import type {
 } from '../history/entry.js';
 import { HEAD_COLUMNS, type HeadRow, headParams, headsTableOf, rowToHead } from '../history/heads.js';
 import { assertIdentifier } from '../history/identifier.js';
-import { typedAs } from '../history/reader.js';
+import { idBounds, typedAs } from '../history/reader.js';
 import { HistoryStoreBase, versionTaken } from '../history/store-base.js';
 import { connectionOf } from '../transactions/registry.js';
 import { isSqliteConflict } from '../transactions/sqlite.js';
@@ -79,6 +80,8 @@ interface Statements {
   readonly at: string;
   readonly asOf: string;
   readonly latest: string;
+  readonly entityTypes: string;
+  readonly entityIds: string;
   /** The chain heads table (`<table>_heads`): create, upsert one, read one. */
   readonly createHeads: string;
   readonly upsertHead: string;
@@ -244,6 +247,35 @@ export class SqliteHistoryStore<M extends EntityTypes = Record<string, unknown>>
   }
 
   /**
+   * The entity types with history, each once, in code point order (the table's BINARY collation),
+   * read from the primary key's index.
+   *
+   * ```ts
+   * const types = await history.entityTypes(); // ['Invoice', 'Order']
+   * ```
+   */
+  async entityTypes(): Promise<string[]> {
+    return this.#values(this.#sql.entityTypes, []);
+  }
+
+  /**
+   * The ids of `entityType` with history, each once, in code point order, filtered by prefix and
+   * paged by `after` and `limit` (see `EntityIdOptions`); read from the primary key's index.
+   *
+   * ```ts
+   * const ids = await history.entityIds('Order', { prefix: 'A-', limit: 20 });
+   * ```
+   */
+  async entityIds(entityType: string, opts: EntityIdOptions = {}): Promise<string[]> {
+    const { after, prefix, limit } = idBounds(opts);
+    return this.#values(this.#sql.entityIds, [entityType, after, after, prefix, prefix, limit ?? -1]);
+  }
+
+  #values(sql: string, params: unknown[]): string[] {
+    return (this.#statement(this.database, sql).all(...params) as { value: string }[]).map((row) => row.value);
+  }
+
+  /**
    * The entry of one version, or `undefined`.
    *
    * ```ts
@@ -343,6 +375,10 @@ function statements(table: string): Statements {
     createTxIndex: `CREATE INDEX IF NOT EXISTS ${indexOf('tx_idx')} ON "${base}" ("tx_id")`,
     tableInfo: parts.length === 2 ? `PRAGMA "${parts[0]}".table_info("${base}")` : `PRAGMA table_info("${base}")`,
     addColumn: (name, type) => `ALTER TABLE ${t} ADD COLUMN "${name}" ${type}`,
+    entityTypes: `SELECT DISTINCT "entity_type" AS "value" FROM ${t} ORDER BY "entity_type"`,
+    entityIds:
+      `SELECT DISTINCT "entity_id" AS "value" FROM ${t} WHERE "entity_type" = ? AND (? IS NULL OR "entity_id" > ?) ` +
+      'AND substr("entity_id", 1, length(?)) = ? ORDER BY "entity_id" LIMIT ?',
     insert: `INSERT INTO ${t} (${QUOTED_COLUMNS}) VALUES (${HISTORY_COLUMNS.map(() => '?').join(', ')})`,
     ...headStatements(table),
   };

@@ -117,7 +117,7 @@ describe('event-history CLI on SQLite', () => {
     const entries = JSON.parse(stdout) as { version: number; reason?: string; changes: { path: string }[] }[];
     expect(entries.map((entry) => entry.version)).toEqual([3, 2]);
     expect(entries[1]?.reason).toBe('price change');
-    expect(entries[1]?.changes.map((change) => change.path)).toEqual(['timestamp', 'total', 'version']);
+    expect(entries[1]?.changes.map((change) => change.path)).toEqual(['total']);
   });
 
   it('show prints one version with its changes and full snapshot, and a missing version exits 1', async () => {

@@ -65,3 +65,24 @@ describe('MemoryHistoryStore', () => {
     expect((await store.at('Order', 'o1', 1))?.snapshot).toMatchObject({ total: 10 });
   });
 });
+
+describe('MemoryHistoryStore.entityTypes and entityIds', () => {
+  const at = new Date('2026-01-01T00:00:00Z');
+  const save = (store: MemoryHistoryStore, entityType: string, entityId: string) =>
+    store.save({ entityType, entityId, version: 1, op: 'create', timestamp: at, snapshot: {} });
+
+  it('list types and ids once each, in code point order as the database stores do, by exact prefix and id cursor', async () => {
+    const store = new MemoryHistoryStore();
+    // U+FF5E sorts before U+1F600 by code point, after it by UTF-16 code unit.
+    for (const id of ['b', 'a-2', 'a-10', '\u{1F600}', '\uFF5E', 'A']) await save(store, 'Order', id);
+    await save(store, 'Invoice', 'a-2');
+    await store.save({ entityType: 'Order', entityId: 'b', version: 2, op: 'update', timestamp: at, snapshot: {} });
+
+    expect(await store.entityTypes()).toEqual(['Invoice', 'Order']);
+    expect(await store.entityIds('Order')).toEqual(['A', 'a-10', 'a-2', 'b', '\uFF5E', '\u{1F600}']);
+    expect(await store.entityIds('Order', { prefix: 'a-' })).toEqual(['a-10', 'a-2']);
+    expect(await store.entityIds('Order', { after: 'a-2', limit: 2 })).toEqual(['b', '\uFF5E']);
+    expect(await store.entityIds('Order', { limit: 0 })).toEqual([]);
+    expect(await store.entityIds('order')).toEqual([]);
+  });
+});

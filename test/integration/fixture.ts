@@ -11,7 +11,9 @@ export interface OrderRow {
 /** A built-in history store as the suite uses it. */
 export type SuiteStore<S> = HistoryWriter<S> &
   HistoryReader &
-  Required<Pick<HistoryReader, 'page' | 'byTransaction' | 'changes'>> & { ensureSchema(): Promise<void> };
+  Required<Pick<HistoryReader, 'page' | 'byTransaction' | 'changes' | 'entityTypes' | 'entityIds'>> & {
+    ensureSchema(): Promise<void>;
+  };
 
 /**
  * One database (and driver) the shared behaviour suite runs against. Each fixture owns a

@@ -158,6 +158,43 @@ export function describeReading<S>(fixture: DatabaseFixture<S>): void {
       expect(await fixture.store.byTransaction('no-such-transaction')).toEqual([]);
     });
 
+    it('entityTypes and entityIds list what the store holds, each once, in code point order, by exact prefix and id cursor', async () => {
+      const type = `Catalog${orderId().replace(/[^0-9a-z]/gi, '')}`;
+      const ids = ['b-2', 'a-1', 'a-10', 'a-2', 'c', 'x.%_1', 'xy%1', 'X.1'];
+      const at = new Date(Date.UTC(2026, 0, 1));
+      for (const entityId of ids) {
+        const versions = entityId === 'a-1' ? 3 : 1;
+        for (let version = 1; version <= versions; version++) {
+          await fixture.store.save({ entityType: type, entityId, version, op: 'update', timestamp: at, snapshot: {} });
+        }
+      }
+      await fixture.store.save({
+        entityType: `${type}B`,
+        entityId: 'a-1',
+        version: 1,
+        op: 'create',
+        timestamp: at,
+        snapshot: {},
+      });
+      const { entityIds } = fixture.store;
+      const idsOf = (opts?: Parameters<typeof entityIds>[1]) => fixture.store.entityIds(type, opts);
+
+      const types = await fixture.store.entityTypes();
+      expect(types.filter((name) => name.startsWith(type))).toEqual([type, `${type}B`]);
+      expect(new Set(types).size).toBe(types.length);
+      expect(await idsOf()).toEqual(['X.1', 'a-1', 'a-10', 'a-2', 'b-2', 'c', 'x.%_1', 'xy%1']);
+      expect(await idsOf({ prefix: 'a-1' })).toEqual(['a-1', 'a-10']);
+      expect(await idsOf({ prefix: 'x.' })).toEqual(['x.%_1']);
+      expect(await idsOf({ prefix: 'x' })).toEqual(['x.%_1', 'xy%1']);
+      expect(await idsOf({ prefix: '%' })).toEqual([]);
+      expect(await idsOf({ prefix: 'A-' })).toEqual([]);
+      expect(await idsOf({ after: 'a-10', limit: 2 })).toEqual(['a-2', 'b-2']);
+      expect(await idsOf({ prefix: 'a-', after: 'a-1' })).toEqual(['a-10', 'a-2']);
+      expect(await idsOf({ limit: 0 })).toEqual([]);
+      expect(await fixture.store.entityIds(type.toLowerCase())).toEqual([]);
+      expect(await fixture.store.entityIds(`${type}B`)).toEqual(['a-1']);
+    });
+
     it('changes yields each version with its field-level differences from the one before', async () => {
       const { orders } = use();
       const since = new Date(Date.UTC(2021, 5, 1));

@@ -874,6 +874,8 @@ function evaluate(values: readonly unknown[], operator: string, operand: unknown
       return !(operand as unknown[]).some((option) => any((value) => equal(value, option)));
     case '$exists':
       return values.length > 0 === Boolean(operand);
+    case '$regex':
+      return candidates.some((value) => typeof value === 'string' && new RegExp(String(operand), 'u').test(value));
     default:
       throw new CommandError(2, 'BadValue', `unknown operator: ${operator}`);
   }
@@ -905,18 +907,28 @@ function project(doc: Document, projection: Document): Document {
   return copy;
 }
 
-/** `$group` with a constant `_id` and `{ $sum: 1 }` accumulators: what `countDocuments` sends. */
+/** `$group` by a constant `_id` (what `countDocuments` sends) or by one field (`_id: '$field'`), with `{ $sum: 1 }` accumulators only. */
 function groupCount(docs: readonly Document[], spec: Document): Document[] {
-  if (docs.length === 0) return [];
-  const group: Document = { _id: spec._id };
-  for (const [field, accumulator] of Object.entries(spec)) {
-    if (field === '_id') continue;
-    if (!isOperatorObject(accumulator) || accumulator.$sum !== 1) {
-      throw new CommandError(2, 'BadValue', `only { $sum: 1 } accumulators are supported, got ${field}`);
-    }
-    group[field] = docs.length;
+  const byField = typeof spec._id === 'string' && spec._id.startsWith('$') ? spec._id.slice(1) : undefined;
+  const groups = new Map<string, { key: unknown; members: Document[] }>();
+  for (const doc of docs) {
+    const key = byField === undefined ? spec._id : (valuesAt(doc, byField.split('.'))[0] ?? null);
+    const name = JSON.stringify(key) ?? 'undefined';
+    const group = groups.get(name) ?? { key, members: [] as Document[] };
+    group.members.push(doc);
+    groups.set(name, group);
   }
-  return [group];
+  return [...groups.values()].map(({ key, members }) => {
+    const group: Document = { _id: key };
+    for (const [field, accumulator] of Object.entries(spec)) {
+      if (field === '_id') continue;
+      if (!isOperatorObject(accumulator) || accumulator.$sum !== 1) {
+        throw new CommandError(2, 'BadValue', `only { $sum: 1 } accumulators are supported, got ${field}`);
+      }
+      group[field] = members.length;
+    }
+    return group;
+  });
 }
 
 function applyUpdate(doc: Document, update: Document, inserting: boolean): Document {

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { HistoryOp } from './history/entry.js';
+import type { EntityState } from './pipeline/entity-state.js';
 import type { TransactionAdapter } from './transactions/adapter.js';
 import type { SessionHold } from './transactions/session-lock.js';
 
@@ -64,6 +65,12 @@ export interface TransactionFrame {
    * nested unit hands its hooks to its parent on success, a rolled-back unit drops them.
    */
   afterCommit?: (() => unknown)[];
+  /**
+   * Set on the frame of a unit that may run again after a transient failure (and shared by the
+   * frames nested in it): the entity of every nested call, recorded as the call got its turn, so
+   * that a retry of the whole unit starts each of them from where it was (see `ownFailed`).
+   */
+  captures?: { readonly entityType: string; readonly state: EntityState }[];
 }
 
 interface AmbientState {

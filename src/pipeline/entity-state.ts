@@ -21,6 +21,9 @@ export interface EntityState {
   readonly unrestorable: string | undefined;
 }
 
+import { types } from 'node:util';
+import { hidesInstanceState } from './class-source.js';
+
 type Inner =
   | { readonly kind: 'date'; readonly time: number }
   | { readonly kind: 'map'; readonly entries: readonly (readonly [unknown, unknown])[] }
@@ -29,13 +32,17 @@ type Inner =
   | undefined;
 
 interface Content {
-  /** Every own key, in `Reflect.ownKeys` order (array indices, `length`, then the rest). */
+  /**
+   * Every own key, in `Reflect.ownKeys` order (array indices, `length`, then the rest); none for a
+   * binary view, whose indices are its bytes (recorded in `inner`, not key by key).
+   */
   readonly keys: readonly (string | symbol)[];
   /**
    * The descriptor of each key; or, for the common object whose own properties are all
-   * enumerable, writable, configurable data properties with string keys (and an array's
-   * `length`), just their values: the descriptors are implied, and recording them would make
-   * every call pay for what only a retry needs.
+   * enumerable data properties with string keys (and an array's `length`), on an extensible
+   * object that is no proxy, just their values: recording descriptors would make every call pay
+   * for what only a retry needs. Then only values are compared and put back, each property
+   * keeping the attributes it has.
    */
   readonly descriptors: readonly PropertyDescriptor[] | undefined;
   readonly values: readonly unknown[];
@@ -152,12 +159,6 @@ function hiddenState(value: object): string | undefined {
   return undefined;
 }
 
-// Compiled private fields: TypeScript/tslib, esbuild, Babel (spec and loose modes).
-const compiledPrivate =
-  /__classPrivateField|__private(?:Get|Set|Add|Wrapper|Method|In)\b|_classPrivate|_assertClassBrand|_checkPrivateRedeclaration/;
-// A private name (`#balance`, `this.#balance`, `#balance in x`), not a `#` inside a string or a comment's word.
-const nativePrivate = /(?:^|[^\w$'"`#\\])#[A-Za-z_$\u0080-\uffff]/u;
-
 function classVerdict(proto: object): string | undefined {
   const ctor = Object.getOwnPropertyDescriptor(proto, 'constructor')?.value as unknown;
   if (typeof ctor !== 'function') return undefined; // an object used as a prototype: its own properties are all there is
@@ -172,39 +173,29 @@ function classVerdict(proto: object): string | undefined {
     // Errors keep their state (message, stack, cause) in own properties.
     return proto instanceof Error ? undefined : `a ${name}, a built-in whose internal state cannot be copied`;
   }
-  if (compiledPrivate.test(source) || nativePrivate.test(withoutLiterals(source))) {
-    return `an instance of ${name}, which has private fields`;
-  }
+  if (hidesInstanceState(source)) return `an instance of ${name}, which has private fields`;
   return undefined;
-}
-
-/** The source with strings, templates and comments emptied: `'#fff'` or `// #region` is no private name. */
-function withoutLiterals(source: string): string {
-  return source.replace(/'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|`(?:\\.|[^`\\])*`|\/\/[^\n]*|\/\*[\s\S]*?\*\//g, ' ');
 }
 
 function contentOf(value: object): Content {
   const extensible = Reflect.isExtensible(value);
   const inner = innerOf(value);
+  if (inner?.kind === 'bytes') return { keys: [], descriptors: [], values: [], extensible, inner };
   const array = Array.isArray(value);
   const keys = Object.keys(value);
   // The common case: nothing but enumerable string keys (and an array's length).
   if (
+    extensible &&
     Object.getOwnPropertyNames(value).length === keys.length + (array ? 1 : 0) &&
-    Object.getOwnPropertySymbols(value).length === 0
+    Object.getOwnPropertySymbols(value).length === 0 &&
+    !types.isProxy(value)
   ) {
     const values = new Array<unknown>(keys.length);
     for (let i = 0; i < keys.length; i++) values[i] = (value as Record<string, unknown>)[keys[i] as string];
-    if (array) {
-      // indices first, then length, as Reflect.ownKeys lists them
-      return {
-        keys: [...keys, 'length'],
-        descriptors: undefined,
-        values: [...values, (value as unknown[]).length],
-        extensible,
-        inner,
-      };
-    }
+    if (!array) return { keys, descriptors: undefined, values, extensible, inner };
+    // indices first, then length, as Reflect.ownKeys lists them
+    values.push((value as unknown[]).length);
+    keys.push('length');
     return { keys, descriptors: undefined, values, extensible, inner };
   }
   const all = Reflect.ownKeys(value);
@@ -255,14 +246,21 @@ function innerOf(value: object): Inner {
 
 function differs(value: object, content: Content): boolean {
   if (Reflect.isExtensible(value) !== content.extensible) return true;
+  if (content.inner?.kind === 'bytes') return innerDiffers(value, content.inner);
   const keys = Reflect.ownKeys(value);
   if (keys.length !== content.keys.length) return true;
   for (let i = 0; i < keys.length; i++) {
     const key = content.keys[i] as string | symbol;
     if (keys[i] !== key) return true;
-    if (!sameDescriptor(Reflect.getOwnPropertyDescriptor(value, key), descriptorAt(value, content, i))) return true;
+    if (!unchanged(Reflect.getOwnPropertyDescriptor(value, key), value, content, i)) return true;
   }
   return innerDiffers(value, content.inner);
+}
+
+/** Whether a property is as recorded: its descriptor, or (values only recorded) its value. */
+function unchanged(now: PropertyDescriptor | undefined, value: object, content: Content, i: number): boolean {
+  if (content.descriptors !== undefined) return sameDescriptor(now, descriptorAt(value, content, i));
+  return now !== undefined && 'value' in now && Object.is(now.value, content.values[i]);
 }
 
 function sameDescriptor(now: PropertyDescriptor | undefined, was: PropertyDescriptor): boolean {
@@ -318,17 +316,24 @@ function refusal(value: object, content: Content): string | undefined {
     if (content.keys.some((key) => !now.has(key))) return `${name} lost a property and cannot take it back`;
   }
   const recorded = new Map(content.keys.map((key, i) => [key, i]));
-  for (const key of Reflect.ownKeys(value)) {
+  for (const key of content.inner?.kind === 'bytes' ? [] : Reflect.ownKeys(value)) {
     const now = Reflect.getOwnPropertyDescriptor(value, key) as PropertyDescriptor;
     const i = recorded.get(key);
-    const old = i === undefined ? undefined : descriptorAt(value, content, i);
-    if (old !== undefined && sameDescriptor(now, old)) continue;
+    if (i !== undefined && unchanged(now, value, content, i)) continue;
     if (now.configurable) continue;
-    // A fixed property can only keep its value, or take a new one while it is still writable.
-    const writableData = 'value' in now && now.writable === true && old !== undefined && 'value' in old;
-    if (!writableData || old.configurable !== false || old.enumerable !== now.enumerable || old.writable !== true) {
-      return `${name} has a property ${String(key)} the method made fixed`;
-    }
+    // A fixed property can only keep its attributes, and take its old value while it is writable.
+    const old =
+      i === undefined ? undefined : content.descriptors === undefined ? undefined : descriptorAt(value, content, i);
+    const valueOnly = i !== undefined && content.descriptors === undefined && 'value' in now && now.writable === true;
+    const sameAttributes =
+      old !== undefined &&
+      'value' in now &&
+      now.writable === true &&
+      'value' in old &&
+      old.configurable === false &&
+      old.enumerable === now.enumerable &&
+      old.writable === true;
+    if (!valueOnly && !sameAttributes) return `${name} has a property ${String(key)} the method made fixed`;
   }
   if (content.inner?.kind === 'bytes' && bytesOf(value).length !== content.inner.bytes.length) {
     return `${name} was detached or resized`;
@@ -339,20 +344,25 @@ function refusal(value: object, content: Content): string | undefined {
 /** Puts `content` back into `value`; false when the object refused a change `refusal` did not foresee. */
 function restore(value: object, content: Content): boolean {
   let ok = true;
-  const keep = new Set(content.keys);
-  const keys = Reflect.ownKeys(value);
-  // Keys deleted and added again come back in their old order, as the snapshot lists them.
-  const reordered = keys.filter((key) => keep.has(key)).some((key, i) => content.keys[i] !== key);
-  for (const key of keys) {
-    const fixed = Reflect.getOwnPropertyDescriptor(value, key)?.configurable === false;
-    if (!keep.has(key) || (reordered && !fixed)) ok = Reflect.deleteProperty(value, key) && ok;
-  }
-  for (let i = 0; i < content.keys.length; i++) {
-    const key = content.keys[i] as string | symbol;
-    const descriptor = descriptorAt(value, content, i);
-    const now = Reflect.getOwnPropertyDescriptor(value, key);
-    if (now === undefined || !sameDescriptor(now, descriptor)) {
-      ok = Reflect.defineProperty(value, key, descriptor) && ok;
+  if (content.inner?.kind !== 'bytes') {
+    const keep = new Set(content.keys);
+    const keys = Reflect.ownKeys(value);
+    // Keys deleted and added again come back in their old order, as the snapshot lists them.
+    const reordered = keys.filter((key) => keep.has(key)).some((key, i) => content.keys[i] !== key);
+    for (const key of keys) {
+      const fixed = Reflect.getOwnPropertyDescriptor(value, key)?.configurable === false;
+      if (!keep.has(key) || (reordered && !fixed)) ok = Reflect.deleteProperty(value, key) && ok;
+    }
+    for (let i = 0; i < content.keys.length; i++) {
+      const key = content.keys[i] as string | symbol;
+      const now = Reflect.getOwnPropertyDescriptor(value, key);
+      if (unchanged(now, value, content, i)) continue;
+      // Values only recorded: the property keeps the attributes it has, or gets plain ones back.
+      const wanted =
+        content.descriptors === undefined && now !== undefined && 'value' in now
+          ? { value: content.values[i] }
+          : descriptorAt(value, content, i);
+      ok = Reflect.defineProperty(value, key, wanted) && ok;
     }
   }
   const { inner } = content;

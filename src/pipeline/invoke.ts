@@ -72,7 +72,7 @@ export function invoke(spec: MethodSpec, service: object, args: unknown[]): Prom
       case 'join':
         return joined(call, route.frame);
       case 'own':
-        return own(call, route.adapter, 0, capturedForRetry(call, route.adapter));
+        return own(call, route.adapter, 0, undefined);
     }
   } catch (error) {
     return Promise.reject(error);
@@ -91,6 +91,9 @@ function own(
   before: EntityState | undefined,
 ): Promise<unknown> {
   let frame: TransactionFrame | undefined;
+  // The entity as the caller passed it, recorded once the call holds the session (not before: a
+  // call queued behind another on the same entity must start from what that one left).
+  let captured = before;
   const progress = { workDone: false };
   let running: Promise<unknown>;
   const heldBefore = ambient()?.held?.length ?? 0;
@@ -98,7 +101,9 @@ function own(
     // Not an async callback: attempt() marks the work done itself, one promise fewer per call.
     running = adapter.run(call.session, (opened?: unknown) => {
       const inside = opened === undefined || opened === call.session ? call : withSession(call, opened);
+      captured ??= capturedForRetry(call, adapter);
       frame = newFrame(inside.session, adapter);
+      if (captured !== undefined) frame.captures = [];
       // The holds the adapter took for this transaction end with the unit (see TransactionFrame.holds).
       const held = ambient()?.held;
       if (held !== undefined && held.length > heldBefore) frame.holds = held.slice(heldBefore);
@@ -106,11 +111,11 @@ function own(
     });
   } catch (error) {
     // An adapter whose run() throws instead of rejecting.
-    return ownFailed(error, call, adapter, attemptNo, before, frame, progress.workDone);
+    return ownFailed(error, call, adapter, attemptNo, captured, frame, progress.workDone);
   }
   return running.then(
     (result) => committed(frame, result), // after-commit hooks: the transaction committed
-    (error: unknown) => ownFailed(error, call, adapter, attemptNo, before, frame, progress.workDone),
+    (error: unknown) => ownFailed(error, call, adapter, attemptNo, captured, frame, progress.workDone),
   );
 }
 
@@ -127,20 +132,25 @@ async function ownFailed(
   if (frame) undo(frame);
   const transient = adapter.isTransient;
   if (transient !== undefined && anyCause(error, (e) => transient.call(adapter, e))) {
-    // Run again only on the entity exactly as the caller passed it: otherwise a method that does
-    // `wallet.balance += amount` would apply its change twice.
-    const blocked = before?.unrestorable;
+    if (frame === undefined && attemptNo < call.plan.retries) {
+      // The transaction failed before the method ran (at BEGIN): nothing to put back.
+      await backoff(attemptNo);
+      return own(call, adapter, attemptNo + 1, before);
+    }
+    // Run again only on the entities exactly as they were passed, the root call's and every
+    // nested call's: otherwise a method that does `wallet.balance += amount` applies it twice.
+    const blocked = before === undefined ? undefined : unrestorable(before, frame);
     if (attemptNo < call.plan.retries && before !== undefined && blocked === undefined) {
       await backoff(attemptNo);
-      const refused = restoreEntity(before);
+      const refused = putBack(before, frame);
       if (refused === undefined) return own(call, adapter, attemptNo + 1, before);
       throw new TransactionRetriesExhaustedError(adapter.name, attemptNo + 1, error, notRetried(call, refused));
     }
     if (blocked !== undefined) {
       throw new TransactionRetriesExhaustedError(adapter.name, attemptNo + 1, error, notRetried(call, blocked));
     }
-    // Nothing of the call was kept: neither is the method's change of the entity, when it was captured.
-    const refused = before === undefined ? undefined : restoreEntity(before);
+    // Nothing of the call was kept: neither are the methods' changes of the entities, when they were captured.
+    const refused = before === undefined ? undefined : putBack(before, frame);
     throw new TransactionRetriesExhaustedError(
       adapter.name,
       attemptNo + 1,
@@ -161,12 +171,39 @@ async function ownFailed(
  */
 function capturedForRetry(call: Call, adapter: TransactionAdapter<unknown>): EntityState | undefined {
   if (call.plan.retries < 1 || adapter.isTransient === undefined) return undefined;
+  return captureSafely(call.entity);
+}
+
+function captureSafely(entity: object): EntityState {
   try {
-    return captureEntity(call.entity);
+    return captureEntity(entity);
   } catch (error) {
     // A proxy whose traps throw, say: the call may still succeed at the first attempt.
     return { objects: new Map(), unrestorable: `reading it failed (${(error as Error)?.message ?? String(error)})` };
   }
+}
+
+/** Why the root call's entity or a nested call's cannot be put back, if one cannot. */
+function unrestorable(root: EntityState, frame: TransactionFrame | undefined): string | undefined {
+  if (root.unrestorable !== undefined) return root.unrestorable;
+  for (const { entityType, state } of frame?.captures ?? []) {
+    if (state.unrestorable !== undefined) return `the ${entityType} of a nested call: ${state.unrestorable}`;
+  }
+  return undefined;
+}
+
+/**
+ * Puts every entity of the failed attempt back: the nested calls' newest first, the root call's
+ * last, so that an object several of them reach ends as the root call found it.
+ */
+function putBack(root: EntityState, frame: TransactionFrame | undefined): string | undefined {
+  const nested = frame?.captures ?? [];
+  for (let i = nested.length - 1; i >= 0; i--) {
+    const { entityType, state } = nested[i] as { entityType: string; state: EntityState };
+    const refused = restoreEntity(state);
+    if (refused !== undefined) return `the ${entityType} of a nested call: ${refused}`;
+  }
+  return restoreEntity(root);
 }
 
 /** Why a call that failed transiently was not run again, for TransactionRetriesExhaustedError. */
@@ -239,7 +276,13 @@ function nested(call: Call, parent: TransactionFrame): Promise<unknown> {
   const { adapter } = parent;
   const frame = childFrame(parent);
   const work = (): Promise<unknown> => attempt(call, frame, adapter);
-  const run = (): Promise<unknown> => (adapter.join ? adapter.join(parent.session, work) : work());
+  const waiting = parent.children === undefined ? undefined : warnIfStillWaiting(call);
+  const run = (): Promise<unknown> => {
+    if (waiting !== undefined) clearTimeout(waiting);
+    // A unit that may run again records this call's entity too, as the call gets its turn.
+    parent.captures?.push({ entityType: call.entityType, state: captureSafely(call.entity) });
+    return adapter.join ? adapter.join(parent.session, work) : work();
+  };
   return inTurn(parent, run).then(
     (result) => {
       // Undone with the parent's unit if that rolls back.
@@ -253,6 +296,27 @@ function nested(call: Call, parent: TransactionFrame): Promise<unknown> {
       throw classify(error, call, undefined, adapter);
     },
   );
+}
+
+/** How long a nested call may wait for its turn before the process is warned that it may never get it. */
+export const NESTED_WAIT_WARNING_MS = 10_000;
+
+/**
+ * Nested calls on one session run one after another, so two whose methods wait for each other (the
+ * first for something only the second does) never finish. That cannot be told from a slow call, so
+ * it is not an error: a process warning (`EVENT_HISTORY_NESTED_WAIT`) names the waiting call.
+ */
+function warnIfStillWaiting(call: Call): ReturnType<typeof setTimeout> {
+  const timer = setTimeout(() => {
+    process.emitWarning(
+      `${call.plan.method} has waited ${NESTED_WAIT_WARNING_MS / 1000} s for its turn behind an earlier nested call ` +
+        'on the same session. Nested calls on one session run one after another: if the earlier one waits for ' +
+        'something only this one does, neither will finish. Await each nested call, or run them on separate sessions.',
+      { code: 'EVENT_HISTORY_NESTED_WAIT' },
+    );
+  }, NESTED_WAIT_WARNING_MS);
+  timer.unref?.();
+  return timer;
 }
 
 /** The database refused the COMMIT of a call whose writes all succeeded (a deferred constraint, say). */

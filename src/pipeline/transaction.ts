@@ -32,7 +32,15 @@ export function newFrame(session: unknown, adapter: TransactionAdapter<unknown>)
 
 /** The frame of a call nested in `parent`: same session, adapter and txId, its own undo list. */
 export function childFrame(parent: TransactionFrame): TransactionFrame {
-  return { session: parent.session, adapter: parent.adapter, txId: parent.txId, onRollback: [], closed: false };
+  const frame: TransactionFrame = {
+    session: parent.session,
+    adapter: parent.adapter,
+    txId: parent.txId,
+    onRollback: [],
+    closed: false,
+  };
+  if (parent.captures !== undefined) frame.captures = parent.captures;
+  return frame;
 }
 
 /**

@@ -1,7 +1,10 @@
+import { types } from 'node:util';
+import Database from 'better-sqlite3';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { expectedVersion, HistoryTracked, TransactionRetriesExhaustedError, Versioned } from '../../src/index.js';
 import { captureEntity, restoreEntity } from '../../src/pipeline/entity-state.js';
+import { SqliteHistoryStore } from '../../src/sqlite/index.js';
 import { FakeDbError, FakeHistoryWriter, type FakeSession } from '../support/fake-db.js';
 import { need, setup, tickingClock } from '../support/orders.js';
 
@@ -260,5 +263,214 @@ describe('a call on state the library cannot see or put back is not run again', 
     });
     expect(error).toBeInstanceOf(TransactionRetriesExhaustedError);
     expect((error as TransactionRetriesExhaustedError).notRetried).toMatch(/this proxy refuses/);
+  });
+});
+
+describe('a retried unit with nested calls, queued calls and entities of every shape (the review of the fix)', () => {
+  it('starts a nested call’s entity from where it was too: a credit inside a retried transfer is applied once', async () => {
+    const { db, session } = setup();
+    @Versioned({ clock: tickingClock() })
+    @HistoryTracked('history')
+    class Credits {
+      constructor(readonly history: FakeHistoryWriter) {}
+      async update(to: { id: string; balance: number }, s?: FakeSession) {
+        to.balance += 10;
+        return need(s).update('accounts', to.id, expectedVersion(to), { ...to });
+      }
+    }
+    const credits = new Credits(new FakeHistoryWriter());
+    @Versioned({ clock: tickingClock() })
+    @HistoryTracked('history')
+    class Transfers {
+      constructor(readonly history: FakeHistoryWriter) {}
+      async save(account: { id: string; balance: number }, s?: FakeSession) {
+        await need(s).insert('accounts', account.id, { ...account });
+      }
+      async update(from: { id: string; balance: number }, s: FakeSession, to: { id: string; balance: number }) {
+        await credits.update(to, s);
+        from.balance -= 10;
+        return need(s).update('accounts', from.id, expectedVersion(from), { ...from });
+      }
+    }
+    const transfers = new Transfers(new FakeHistoryWriter());
+    const from = { id: 'from', balance: 100 };
+    const to = { id: 'to', balance: 0 };
+    await transfers.save(from, db.session());
+    await transfers.save(to, db.session());
+    session.commitFailures.push(new FakeDbError('TRANSIENT', 'serialization failure'));
+
+    await transfers.update(from, session, to);
+
+    expect(session.begins).toBe(2);
+    expect(to).toMatchObject({ balance: 10, version: 2 });
+    expect(from).toMatchObject({ balance: 90, version: 2 });
+    expect(db.row('accounts', 'to')).toMatchObject({ balance: 10, version: 2 });
+  });
+
+  it('does not run a unit again when a nested call’s entity cannot be put back', async () => {
+    const { db, session } = setup();
+    class Vault {
+      id = 'vault';
+      #gold = 0;
+      add(n: number) {
+        this.#gold += n;
+      }
+      get gold() {
+        return this.#gold;
+      }
+    }
+    @Versioned({ clock: tickingClock() })
+    @HistoryTracked('history')
+    class Vaults {
+      constructor(readonly history: FakeHistoryWriter) {}
+      async save(vault: object, s?: FakeSession) {
+        await need(s).insert('vaults', (vault as Vault).id, { ...vault });
+      }
+      async update(vault: Vault, s?: FakeSession) {
+        vault.add(1);
+        return need(s).update('vaults', vault.id, expectedVersion(vault), { ...vault });
+      }
+    }
+    const vaults = new Vaults(new FakeHistoryWriter());
+    const vault = new Vault();
+    await vaults.save(vault, db.session());
+    const accounts = service(() => undefined);
+    const account = { id: 'outer' };
+    await accounts.save(account, db.session());
+    @Versioned({ clock: tickingClock() })
+    @HistoryTracked('history')
+    class Outer {
+      constructor(readonly history: FakeHistoryWriter) {}
+      async update(a: { id: string }, s: FakeSession) {
+        await vaults.update(vault, s); // nested in this unit
+        return need(s).update('accounts', a.id, expectedVersion(a), { ...a });
+      }
+    }
+    session.commitFailures.push(new FakeDbError('TRANSIENT', 'deadlock'));
+    const error = await new Outer(new FakeHistoryWriter()).update(account, session).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(TransactionRetriesExhaustedError);
+    expect((error as TransactionRetriesExhaustedError).notRetried).toMatch(/Vault of a nested call: .*private fields/);
+    expect(vault.gold).toBe(1);
+    expect(session.begins).toBe(1);
+  });
+
+  it('takes the entity as it is once the call has the session, not as it was while the call waited', async () => {
+    const db = new Database(':memory:');
+    db.exec('CREATE TABLE wallets (id TEXT PRIMARY KEY, balance INTEGER, version INTEGER)');
+    const store = new SqliteHistoryStore(db, { table: 'wallet_history' });
+    await store.ensureSchema();
+    let runs = 0;
+    @Versioned()
+    @HistoryTracked('history')
+    class Wallets {
+      constructor(readonly history: SqliteHistoryStore) {}
+      async save(w: { id: string; balance: number; version?: number }, s: Database.Database) {
+        s.prepare('INSERT INTO wallets VALUES (?, ?, ?)').run(w.id, w.balance, w.version);
+      }
+      async update(w: { id: string; balance: number; version?: number }, s: Database.Database, amount: number) {
+        runs++;
+        w.balance += amount;
+        const result = s
+          .prepare('UPDATE wallets SET balance = ?, version = ? WHERE id = ? AND version = ?')
+          .run(w.balance, w.version, w.id, expectedVersion(w));
+        // The second call's first attempt fails as a busy database would.
+        if (runs === 2) throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+        return { affectedRows: result.changes };
+      }
+    }
+    const wallets = new Wallets(store);
+    const wallet = { id: 'q1', balance: 0 };
+    await wallets.save(wallet, db);
+    // Two calls on one connection and one entity: the second waits for the first's transaction.
+    await Promise.all([wallets.update(wallet, db, 10), wallets.update(wallet, db, 5)]);
+
+    expect(runs).toBe(3);
+    expect(wallet).toMatchObject({ balance: 15, version: 3 });
+    expect(db.prepare('SELECT balance, version FROM wallets').get()).toEqual({ balance: 15, version: 3 });
+    db.close();
+  });
+
+  it('retries an entity that was frozen or sealed before the call, or has a read-only property', async () => {
+    const account = { id: 'f1', balance: 1, config: Object.freeze({ fee: 1 }), tags: Object.freeze(['a']) };
+    Object.defineProperty(account, 'code', { value: 'X', enumerable: true, writable: false, configurable: false });
+    const { error, runs } = await updateOnceFailing(account, (a) => {
+      (a as typeof account).balance += 1;
+    });
+    expect(error).toBeUndefined();
+    expect(runs).toBe(2);
+    expect(account.balance).toBe(2);
+  });
+
+  it('retries a class whose only private names are static or methods, or appear in a regular expression', async () => {
+    class Token {
+      static #count = 0;
+      id = 't1';
+      balance = 0;
+      #format(): string {
+        return /#access_token=([^&]*)/.exec('x')?.[1] ?? '';
+      }
+      deposit(n: number) {
+        Token.#count++;
+        this.balance += n + this.#format().length;
+      }
+    }
+    const token = new Token();
+    const { error, runs } = await updateOnceFailing(token, (t) => (t as unknown as Token).deposit(10));
+    expect(error).toBeUndefined();
+    expect(runs).toBe(2);
+    expect(token.balance).toBe(10);
+  });
+
+  it('finds private state compiled by SWC or Babel, kept in a WeakMap keyed by this, or after a quote in a regular expression', () => {
+    const classes = new Function(`
+      function _class_private_field_get(r, d) { return d.get(r).value; }
+      var _b = new WeakMap();
+      class Swc { constructor() { _b.set(this, { value: 0 }); } get b() { return _class_private_field_get(this, _b); } }
+      class Babel { constructor() { babelHelpers.classPrivateFieldInitSpec(this, _b, 0); } }
+      const state = new WeakMap();
+      class ByHand { constructor() { state.set(this, { balance: 0 }); } get balance() { return state.get(this).balance; } }
+      class Quoted { quote(s) { return s.replace(/'/g, "''"); } #balance = 0; }
+      return { Swc, Babel, ByHand, Quoted };`)() as Record<string, { prototype: object }>;
+    for (const [name, type] of Object.entries(classes)) {
+      const instance = Object.create(type.prototype) as object;
+      expect(captureEntity(instance).unrestorable, name).toMatch(/private fields/);
+    }
+  });
+
+  it('records a large buffer as its bytes, not index by index', () => {
+    const bytes = Buffer.alloc(1 << 20, 7);
+    const state = captureEntity({ id: 'b1', bytes });
+    const content = state.objects.get(bytes) as unknown as { keys: readonly unknown[] };
+    expect(content.keys).toHaveLength(0);
+    bytes[5] = 0;
+    expect(restoreEntity(state)).toBeUndefined();
+    expect(bytes[5]).toBe(7);
+  });
+
+  it('puts a proxied entity back through its raw values, never writing proxies into the object behind it', () => {
+    const raw = { id: 'r1', balance: 0, nested: { n: 0 } };
+    const proxies = new WeakMap<object, object>();
+    const reactive = <T extends object>(target: T): T => {
+      const known = proxies.get(target);
+      if (known !== undefined) return known as T;
+      const proxy = new Proxy(target, {
+        get(t, key, receiver) {
+          const value = Reflect.get(t, key, receiver) as unknown;
+          return value !== null && typeof value === 'object' ? reactive(value) : value;
+        },
+      });
+      proxies.set(target, proxy);
+      return proxy;
+    };
+    const account = reactive(raw);
+    const state = captureEntity(account);
+    account.balance += 1;
+    account.nested.n += 1;
+    account.nested = { n: 5 };
+    expect(restoreEntity(state)).toBeUndefined();
+    expect(raw).toEqual({ id: 'r1', balance: 0, nested: { n: 0 } });
+    expect(types.isProxy(raw.nested)).toBe(false);
+    expect(() => structuredClone(raw)).not.toThrow();
   });
 });

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   expectedVersion,
   HistoryTracked,
@@ -10,6 +10,7 @@ import {
   VersionConflictError,
   Versioned,
 } from '../../src/index.js';
+import { NESTED_WAIT_WARNING_MS } from '../../src/pipeline/invoke.js';
 import { SqliteHistoryStore } from '../../src/sqlite/index.js';
 import { FakeDbError, FakeHistoryWriter, type FakeSession, fakeAdapter, historyRows } from '../support/fake-db.js';
 import { need, Order, setup, tickingClock } from '../support/orders.js';
@@ -306,5 +307,48 @@ describe('a retried call', () => {
     expect(wallet.version).toBe(1);
     expect(db.row('wallets', 'w1')).toMatchObject({ balance: 100, version: 1 });
     expect(session.begins).toBe(1);
+  });
+});
+
+describe('nested calls that wait for each other', () => {
+  it('cannot finish, and the process is warned, naming the call that waits for its turn', async () => {
+    const { session } = setup();
+    const service = walletService();
+    let open!: () => void;
+    const opened = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      service.beforeWrite = undefined;
+      service.afterWrite = async (wallet) => {
+        if (wallet.id === 'parent') {
+          // The first nested call waits for the second, which runs only after the first.
+          service.afterWrite = async (inner) => {
+            if (inner.id === 'waits') await opened;
+            if (inner.id === 'opens') open();
+          };
+          await Promise.all([
+            service.save({ id: 'waits', balance: 0, items: [] }, session),
+            service.save({ id: 'opens', balance: 0, items: [] }, session),
+          ]);
+        }
+      };
+      const running = service.save({ id: 'parent', balance: 0, items: [] }, session);
+      for (let i = 0; i < 50; i++) await Promise.resolve();
+      expect(warnings).toHaveLength(0);
+      vi.advanceTimersByTime(NESTED_WAIT_WARNING_MS);
+      await new Promise((resolve) => process.nextTick(resolve));
+      expect(warnings.map((w) => (w as Error & { code?: string }).code)).toEqual(['EVENT_HISTORY_NESTED_WAIT']);
+      expect(warnings[0]?.message).toMatch(/WalletService\.save has waited 10 s for its turn/);
+      open(); // released from outside, the calls finish
+      await running;
+    } finally {
+      vi.useRealTimers();
+      process.off('warning', onWarning);
+    }
   });
 });

@@ -5,6 +5,7 @@ import { joinedComparisons } from './joined.js';
 import { type PostgresComparison, postgresComparisons } from './postgres.js';
 import { inProcessComparison, memoryGrowth, snapshotCosts } from './process.js';
 import { readComparisons } from './reads.js';
+import { type RoundTripPair, roundTripPairs, type Throughput, throughput } from './round-trips.js';
 import { sqliteComparison } from './sqlite.js';
 import { formatSpread, medianOf, type PairResult, us } from './stats.js';
 
@@ -12,7 +13,7 @@ import { formatSpread, medianOf, type PairResult, us } from './stats.js';
 // runs each one with a few iterations and tiny data, so CI keeps it working without asserting on
 // time, and leaves BENCHMARKS.md alone.
 const smoke = process.argv.includes('--smoke');
-// `--only=postgres,reads` runs some comparisons (in-process, postgres, joined, sqlite, reads, snapshot, memory) and writes nothing.
+// `--only=postgres,reads` runs some comparisons (in-process, postgres, round-trips, throughput, joined, sqlite, reads, snapshot, memory) and writes nothing.
 const only = process.argv
   .find((arg) => arg.startsWith('--only='))
   ?.slice('--only='.length)
@@ -159,6 +160,47 @@ async function main(): Promise<void> {
     }
   }
 
+  if (wanted('round-trips')) {
+    section('Round trips, counted and priced (PostgreSQL and MariaDB through a delaying proxy)');
+    const mysqlUrl = process.env.MYSQL_URL;
+    if (!mysqlUrl && requireDatabases) throw new Error('REQUIRE_DATABASES=1 but MYSQL_URL is not set.');
+    if (!url && !mysqlUrl) say('Skipped: neither DATABASE_URL nor MYSQL_URL is set.');
+    const pairs = await roundTripPairs(url, mysqlUrl, {
+      delaysMs: [0, 1],
+      concurrencies: [1, 16],
+      rounds: smoke ? 2 : 9,
+      calls: (delayMs, concurrency) =>
+        smoke ? 2 * concurrency : delayMs === 0 ? (concurrency === 1 ? 200 : 480) : concurrency === 1 ? 60 : 320,
+      countCalls: smoke ? 3 : 20,
+    });
+    say(
+      'Every connection of these pairs goes through `bench/proxy.ts`, a TCP proxy running as its own process, which ' +
+        'counts round trips exactly (a client→server burst followed by a server→client burst, per connection) and ' +
+        'forwards each chunk after a fixed delay in each direction: 0 ms (the proxy hop only), and 1 ms each way (a ' +
+        'database in another availability zone). The pair: one guarded UPDATE of an order and its history entry in one ' +
+        'transaction the call owns; decorated (the built-in adapter and store) against the same by hand (`BEGIN` / ' +
+        '`START TRANSACTION`, UPDATE, history INSERT, `COMMIT`, each awaited). Round trips per call are counted on one ' +
+        'connection per side, one side at a time, after a first call; both sides interleaved call by call for the ' +
+        'timings, each worker on a connection of its own. Round trips are counted at the 1 ms delay, where statements a ' +
+        'driver writes without waiting for the previous reply (the mariadb connector pipelines) share a round trip, as on a network.',
+    );
+    for (const pair of pairs) headlines.push(...roundTripSection(pair));
+  }
+
+  if (wanted('throughput')) {
+    section('Throughput under load: a pool of 16 at concurrency 64 (PostgreSQL)');
+    if (!url) say('Skipped: DATABASE_URL is not set.');
+    else {
+      const t = await throughput(url, {
+        poolSize: 16,
+        concurrency: 64,
+        rounds: smoke ? 1 : 5,
+        seconds: smoke ? 0.3 : 3,
+      });
+      headlines.push(throughputSection(t));
+    }
+  }
+
   if (wanted('joined')) {
     section('Joined calls: what the savepoint that makes them atomic costs');
     const mysqlUrl = process.env.MYSQL_URL;
@@ -187,14 +229,21 @@ async function main(): Promise<void> {
 
   if (wanted('sqlite')) {
     section('SQLite (better-sqlite3, WAL file): decorated guarded update vs hand-written SQL');
-    const result = await sqliteComparison(smoke ? 2 : 9, smoke ? 20 : 4000);
+    const { interleaved: result, roundByRound } = await sqliteComparison(smoke ? 2 : 15, smoke ? 20 : 4000);
     say(
       'Same pair on SQLite: `BEGIN IMMEDIATE`, guarded `UPDATE`, history `INSERT`, `COMMIT`, cached prepared statements on ' +
-        'both sides. SQLite calls are synchronous and take a few microseconds, so the fixed per-call cost of the pipeline ' +
+        'both sides (the hand-written side prepares `BEGIN IMMEDIATE` and `COMMIT` too), both sides interleaved call by ' +
+        'call. SQLite calls are synchronous and take a few microseconds, so the fixed per-call cost of the pipeline ' +
         '(and of the promises an async method needs) is a visible fraction here, unlike on a server database.',
     );
     say();
     pairTable('decorated', 'hand-written', result);
+    say(
+      `- the same pair measured round by round (${roundByRound.p50Ratio.rounds.length} rounds of one side, then the other, ` +
+        `as this bench did before): ${formatSpread(roundByRound.p50Ratio)}. A round of one side takes a fraction of a ` +
+        'second, so a burst of load from elsewhere, a WAL checkpoint or a garbage collection falls on one side only; call ' +
+        'by call, both sides share them.',
+    );
     headlines.push(`| SQLite: decorated vs hand-written, p50 | ${formatSpread(result.p50Ratio)} |`);
   }
 
@@ -323,7 +372,7 @@ async function main(): Promise<void> {
   say('npm run bench                 # every comparison; writes BENCHMARKS.md (a few minutes)');
   say('npm run bench -- --smoke      # a few iterations of each, tiny data; what CI runs; writes nothing');
   say(
-    'npm run bench -- --only=postgres,reads   # some comparisons only (in-process, postgres, joined, sqlite, reads, snapshot, memory); writes nothing',
+    'npm run bench -- --only=postgres,reads   # some comparisons only (in-process, postgres, round-trips, throughput, joined, sqlite, reads, snapshot, memory); writes nothing',
   );
   say(
     'node .tmp/bench/bench/profile-postgres.js [calls]       # after a run: wall and Node CPU per call, PostgreSQL pair',
@@ -354,6 +403,49 @@ async function main(): Promise<void> {
   console.log(['', 'Headlines:', ...headlines].join('\n'));
   if (!smoke && only === undefined)
     writeFileSync(new URL('../../../BENCHMARKS.md', import.meta.url), `${out.join('\n')}\n`);
+}
+
+function roundTripSection(pair: RoundTripPair): string[] {
+  const lines: string[] = [];
+  say();
+  say(`### ${pair.database}`);
+  say();
+  const { decorated, hand } = pair.roundTrips;
+  say(`Round trips per call: **decorated ${decorated.toFixed(2)}, hand-written ${hand.toFixed(2)}**.`);
+  say();
+  say('| added delay each way | concurrency | decorated p50 µs | hand-written p50 µs | ratio at p50 | ratio at p99 |');
+  say('|---:|---:|---:|---:|---|---|');
+  for (const run of pair.runs) {
+    say(
+      `| ${run.delayMs} ms | ${run.concurrency} | ${us(medianOf(run.result.a, 'p50'))} | ${us(medianOf(run.result.b, 'p50'))} | ` +
+        `**${formatSpread(run.result.p50Ratio)}** | ${formatSpread(run.result.p99Ratio)} |`,
+    );
+    lines.push(
+      `| ${pair.database}: decorated vs hand-written (${decorated.toFixed(0)} vs ${hand.toFixed(0)} round trips), ${run.delayMs} ms each way, concurrency ${run.concurrency}, p50 | ${formatSpread(run.result.p50Ratio)} |`,
+    );
+  }
+  return lines;
+}
+
+function throughputSection(t: Throughput): string {
+  say(
+    `${t.concurrency} workers share a pg Pool of ${t.pool} clients, straight to the server; each call checks a client ` +
+      'out, runs the guarded update with its history entry (decorated, or by hand with four round trips) and returns ' +
+      `it. The sides take turns, ${t.seconds} s each, round after round (alternating which goes first), so each has ` +
+      'the whole pool; updates per second per round, latency of each call including the wait for a client.',
+  );
+  say();
+  say('| | updates/s | p50 µs | p99 µs |');
+  say('|---|---:|---:|---:|');
+  say(
+    `| decorated | ${t.decorated.perSecond.median.toFixed(0)} | ${us(medianOf(t.decorated.latencies, 'p50'))} | ${us(medianOf(t.decorated.latencies, 'p99'))} |`,
+  );
+  say(
+    `| hand-written | ${t.hand.perSecond.median.toFixed(0)} | ${us(medianOf(t.hand.latencies, 'p50'))} | ${us(medianOf(t.hand.latencies, 'p99'))} |`,
+  );
+  say();
+  say(`- **throughput ratio (decorated ÷ hand-written, higher is better): ${formatSpread(t.ratio)}**`);
+  return `| PostgreSQL throughput, pool ${t.pool}, concurrency ${t.concurrency}: decorated ÷ hand-written updates/s | ${formatSpread(t.ratio)} |`;
 }
 
 /** Whether this run met the PostgreSQL target, from its own figures. */

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { type JoinedComparison, joinedComparisons } from './joined.js';
 import { type PostgresComparison, postgresComparisons } from './postgres.js';
 import { inProcessComparison, memoryGrowth, snapshotCosts } from './process.js';
+import { profileSummary } from './profile-summary.js';
 import { readComparisons } from './reads.js';
 import { type RoundTripPair, roundTripPairs, type Throughput, throughput } from './round-trips.js';
 import { sqliteComparison } from './sqlite.js';
@@ -118,6 +119,15 @@ async function main(): Promise<void> {
         `and ${asyncCall.withAlsUs.toFixed(3)} µs once an AsyncLocalStorage has been entered (its promise hooks stay on ` +
         `for every promise in the process; best of 5 rounds in a child process)`,
     );
+    say();
+    say(
+      'Where the time goes: self time per function in a CPU profile of `profile-in-process.js` (the decorated side, ' +
+        'then the hand-written side, in one process; V8 sampling profiler), top 15:',
+    );
+    say();
+    say('```');
+    for (const line of await profileSummary('./profile-in-process.js', [smoke ? '2000' : '200000'])) say(line);
+    say('```');
     headlines.push(
       `| in-process overhead per decorated call (memory transaction) | ${overhead} at p50; ${fastest} on the fastest batches; ratio ${formatSpread(result.p50Ratio)} |`,
     );
@@ -254,6 +264,12 @@ async function main(): Promise<void> {
         'second, so a burst of load from elsewhere, a WAL checkpoint or a garbage collection falls on one side only; call ' +
         'by call, both sides share them.',
     );
+    say();
+    say('Where the time goes: self time per function in a CPU profile of `profile-sqlite.js` (both sides), top 15:');
+    say();
+    say('```');
+    for (const line of await profileSummary('./profile-sqlite.js', [smoke ? '50' : '4000'])) say(line);
+    say('```');
     figures.sqlite = result.p50Ratio.median;
     headlines.push(`| SQLite: decorated vs hand-written, p50 | ${formatSpread(result.p50Ratio)} |`);
   }

@@ -11,6 +11,7 @@ import {
 } from '../src/index.js';
 import { MysqlHistoryStore, type MysqlQueryable, mariadbAdapter } from '../src/mysql/index.js';
 import { PostgresHistoryStore, pgAdapter } from '../src/postgres/index.js';
+import { type ProxyProcess, startProxy } from './proxy.js';
 import { interleave, type PairResult } from './stats.js';
 
 /**
@@ -24,6 +25,8 @@ export interface JoinedComparison {
   readonly database: 'PostgreSQL' | 'MariaDB';
   readonly other: string;
   readonly result: PairResult;
+  /** Round trips per call, BEGIN to COMMIT of the caller's transaction included, counted by the proxy at 1 ms each way. */
+  readonly roundTrips: { readonly joined: number; readonly other: number };
 }
 
 interface Order {
@@ -64,6 +67,7 @@ interface Connection {
 async function compare(
   dialect: Dialect,
   connections: readonly Connection[],
+  counted: { readonly proxy: ProxyProcess; readonly connections: readonly Connection[]; readonly calls: number },
   store: PostgresHistoryStore | MysqlHistoryStore,
   adapter: TransactionAdapter<unknown>,
   table: string,
@@ -111,7 +115,8 @@ async function compare(
       throw error;
     }
   };
-  const sessions = new WeakSet<object>([theirs]);
+  const [countMine, countTheirs] = counted.connections as [Connection, Connection];
+  const sessions = new WeakSet<object>([theirs, countTheirs]);
   const unregister = registerTransactionAdapter(withoutJoin(adapter, sessions));
   try {
     const results: JoinedComparison[] = [];
@@ -133,7 +138,30 @@ async function compare(
             return other === 'by hand' ? byHand(b, theirs) : orders.update(b, theirs);
           }),
       );
-      results.push({ database: dialect.name, other, result });
+      // Counted one side at a time on connections of their own through the proxy, after a first call.
+      const count = async (run: () => Promise<unknown>): Promise<number> => {
+        await run();
+        const before = await counted.proxy.roundTrips([]);
+        for (let i = 0; i < counted.calls; i++) await run();
+        return ((await counted.proxy.roundTrips([])) - before) / counted.calls;
+      };
+      const c = await ordersOf(`c_${other.replace(' ', '_')}`);
+      const d = await ordersOf(`d_${other.replace(' ', '_')}`);
+      const roundTrips = {
+        joined: await count(() =>
+          inCallerTransaction(countMine, () => {
+            c.total += 1;
+            return orders.update(c, countMine);
+          }),
+        ),
+        other: await count(() =>
+          inCallerTransaction(countTheirs, () => {
+            d.total += 1;
+            return other === 'by hand' ? byHand(d, countTheirs) : orders.update(d, countTheirs);
+          }),
+        ),
+      };
+      results.push({ database: dialect.name, other, result, roundTrips });
     }
     return results;
   } finally {
@@ -146,6 +174,7 @@ export async function joinedComparisons(
   mysqlUrl: string | undefined,
   rounds: number,
   calls: number,
+  countCalls = 10,
 ): Promise<JoinedComparison[]> {
   const results: JoinedComparison[] = [];
   if (postgresUrl !== undefined) {
@@ -156,12 +185,20 @@ export async function joinedComparisons(
     const store = new PostgresHistoryStore(pool, { table: history });
     await store.ensureSchema();
     const clients = [await pool.connect(), await pool.connect()];
+    const parsed = new URL(postgresUrl);
+    const proxy = await startProxy(parsed.hostname, Number(parsed.port || 5432), 1);
+    const proxied = new URL(postgresUrl);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(proxy.port);
+    const countPool = new pg.Pool({ connectionString: proxied.toString(), max: 2 });
+    const countClients = [await countPool.connect(), await countPool.connect()];
     try {
       const dialect: Dialect = { name: 'PostgreSQL', param: (n) => `$${n}`, begin: 'BEGIN' };
       results.push(
         ...(await compare(
           dialect,
           clients,
+          { proxy, connections: countClients, calls: countCalls },
           store,
           pgAdapter as TransactionAdapter<unknown>,
           table,
@@ -171,7 +208,9 @@ export async function joinedComparisons(
         )),
       );
     } finally {
-      for (const client of clients) client.release();
+      for (const client of [...clients, ...countClients]) client.release();
+      await countPool.end();
+      await proxy.close();
       await pool.query(`DROP TABLE IF EXISTS ${table}, ${history}`);
       await pool.end();
     }
@@ -194,12 +233,23 @@ export async function joinedComparisons(
     const store = new MysqlHistoryStore(pool as unknown as MysqlQueryable, { table: history });
     await store.ensureSchema();
     const connections = [await pool.getConnection(), await pool.getConnection()];
+    const proxy = await startProxy(url.hostname, Number(url.port || 3306), 1);
+    const countPool = mariadb.createPool({
+      host: '127.0.0.1',
+      port: proxy.port,
+      user: decodeURIComponent(url.username || 'root'),
+      password: decodeURIComponent(url.password),
+      database: decodeURIComponent(url.pathname.replace(/^\//, '')) || 'test',
+      connectionLimit: 2,
+    });
+    const countConnections = [await countPool.getConnection(), await countPool.getConnection()];
     try {
       const dialect: Dialect = { name: 'MariaDB', param: () => '?', begin: 'START TRANSACTION' };
       results.push(
         ...(await compare(
           dialect,
           connections as unknown as Connection[],
+          { proxy, connections: countConnections as unknown as Connection[], calls: countCalls },
           store,
           mariadbAdapter as TransactionAdapter<unknown>,
           table,
@@ -209,7 +259,9 @@ export async function joinedComparisons(
         )),
       );
     } finally {
-      for (const connection of connections) await connection.release();
+      for (const connection of [...connections, ...countConnections]) await connection.release();
+      await countPool.end();
+      await proxy.close();
       await pool.query(`DROP TABLE IF EXISTS ${table}, ${history}`);
       await pool.end();
     }

@@ -126,9 +126,17 @@ function encodeValue(value: unknown): unknown {
   return out;
 }
 
-/** Sets an own, enumerable field, `__proto__` included (an assignment would set the prototype). */
+/**
+ * Sets an own, enumerable field of a plain object, `__proto__` included. An assignment is the fast
+ * path; it would set the prototype for `__proto__` and call a setter that something defined on
+ * `Object.prototype`, so a key found there is defined instead.
+ */
 export function defineField(target: Record<string, unknown>, key: string, value: unknown): void {
-  Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+  if (key in Object.prototype) {
+    Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+  } else {
+    target[key] = value;
+  }
 }
 
 function decodeValue(value: unknown): unknown {

@@ -1,4 +1,5 @@
 import { snapshotSource } from '../pipeline/entity-kind.js';
+import { defineField } from './codec.js';
 
 /** The value redacted fields are written as. */
 export const REDACTED = '[redacted]';
@@ -174,9 +175,4 @@ function applyAtPath(
   if (!Object.hasOwn(holder, head)) return; // never walk into (or change) Object.prototype
   if (rest.length === 0) apply(holder, head);
   else applyAtPath(holder[head], rest, apply);
-}
-
-/** Sets an own, enumerable field, `__proto__` included (an assignment would set the prototype). */
-function defineField(target: Record<string, unknown>, key: string, value: unknown): void {
-  Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
 }

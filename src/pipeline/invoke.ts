@@ -380,7 +380,10 @@ async function attempt(
       expectedVersion: stamp.expectedVersion,
       version: stamp.version,
       session: call.session,
-      txId: frame?.txId,
+      // Read when asked: an adapter may learn the id only with the reply to the first statement.
+      get txId() {
+        return frame?.txId;
+      },
       args: call.args,
     };
     const scope =

@@ -27,7 +27,22 @@ export function propagation(session: unknown): Propagation {
 }
 
 export function newFrame(session: unknown, adapter: TransactionAdapter<unknown>): TransactionFrame {
-  return { session, adapter, txId: adapter.transactionId?.(session) ?? randomUUID(), onRollback: [], closed: false };
+  const known = adapter.transactionId?.(session);
+  if (known !== undefined || adapter.transactionIdArrivesLate !== true) {
+    return { session, adapter, txId: known ?? randomUUID(), onRollback: [], closed: false };
+  }
+  // The id arrives with the reply to the transaction's first statement: fixed when first read.
+  let txId: string | undefined;
+  return {
+    session,
+    adapter,
+    get txId(): string {
+      txId ??= adapter.transactionId?.(session) ?? randomUUID();
+      return txId;
+    },
+    onRollback: [],
+    closed: false,
+  };
 }
 
 /** The frame of a call nested in `parent`: same session, adapter and txId, its own undo list. */
@@ -35,7 +50,9 @@ export function childFrame(parent: TransactionFrame): TransactionFrame {
   const frame: TransactionFrame = {
     session: parent.session,
     adapter: parent.adapter,
-    txId: parent.txId,
+    get txId(): string {
+      return parent.txId;
+    },
     onRollback: [],
     closed: false,
   };

@@ -35,6 +35,13 @@ export interface TransactionAdapter<S = unknown> {
   /** The database's own id of the running transaction, when it has one. */
   transactionId?(session: S): string | undefined;
   /**
+   * Set when the adapter learns the id of a transaction it began only with the reply to the
+   * transaction's first statement (the pg adapter sends BEGIN with that statement, to save its
+   * round trip): the pipeline then asks `transactionId` when the id is first read, not when the
+   * transaction begins, and uses a random UUID if the id is read before it is known.
+   */
+  readonly transactionIdArrivesLate?: boolean;
+  /**
    * The driver connection an ORM session runs on (a pg client, a better-sqlite3 Database, a mysql2
    * connection), which the built-in history stores write through. Omitted by driver adapters,
    * whose session is the connection.

@@ -3,6 +3,7 @@ import { TransactionStateError } from '../errors.js';
 import { shared } from '../shared-state.js';
 import type { TransactionAdapter } from './adapter.js';
 import { closeLevel, type FinalStatement, openLevel, type PendingStatement } from './final-statement.js';
+import { beginPrefix, canDeferBegin, type DeferredBegin, deferBegin } from './pg-begin.js';
 import { exclusively, heldByAnotherCall, type SessionHold } from './session-lock.js';
 import {
   beginSql,
@@ -117,7 +118,9 @@ function statusOf(client: PgClientLike, adapter: string): Status {
 export function createPgAdapter(options: PgAdapterOptions = {}): TransactionAdapter<PgClientLike> {
   const begin = beginSql(options.isolation, options.transactionId);
   const readsId = options.transactionId !== 'random';
+  const prefix = beginPrefix(begin.replace(/;.*$/s, ''), readsId);
   const ids = new WeakMap<PgClientLike, string>();
+  const deferredBegins = new WeakMap<PgClientLike, DeferredBegin>();
   const name = options.isolation === undefined ? 'pg' : `pg (${options.isolation})`;
   const rollbackQuietly = async (client: PgClientLike): Promise<void> => {
     try {
@@ -139,33 +142,50 @@ export function createPgAdapter(options: PgAdapterOptions = {}): TransactionAdap
     isActive: (client: PgClientLike) => statusOf(client, name) !== 'I' && !heldByAnotherCall(client),
     run: <R>(client: PgClientLike, work: () => Promise<R>): Promise<R> =>
       exclusively(client, async () => {
-        let begun: unknown;
-        try {
-          begun = await client.query(begin);
-        } catch (error) {
-          await rollbackQuietly(client);
-          throw error;
+        // BEGIN travels with the first statement sent on the client (see pg-begin), where it can.
+        const deferred = submitsExtended(client) && canDeferBegin(client) ? deferBegin(client, prefix) : undefined;
+        if (deferred === undefined) {
+          let begun: unknown;
+          try {
+            begun = await client.query(begin);
+          } catch (error) {
+            await rollbackQuietly(client);
+            throw error;
+          }
+          // With transactionId 'random' there is no id to read: the pipeline makes a random UUID.
+          const id = readsId ? transactionIdOf(begun) : undefined;
+          if (id !== undefined) ids.set(client, id);
+        } else if (readsId) {
+          deferredBegins.set(client, deferred);
         }
-        // With transactionId 'random' there is no id to read: the pipeline makes a random UUID.
-        const id = readsId ? transactionIdOf(begun) : undefined;
-        if (id !== undefined) ids.set(client, id);
         const level = submitsExtended(client) ? openLevel(client) : undefined;
         try {
           let result: R;
           try {
             result = await work();
           } catch (error) {
+            // A statement the method did not wait for may still carry BEGIN: roll back after its reply.
+            await deferred?.settled();
             await rollbackQuietly(client);
             throw error;
+          }
+          await deferred?.settled();
+          const begunLater = deferred?.sent === true;
+          if (deferred !== undefined && deferred.failure !== undefined) {
+            // The method caught the error BEGIN failed with: nothing ran in a transaction.
+            await rollbackQuietly(client);
+            throw deferred.failure;
           }
           const status = statusOf(client, name);
           if (status === 'E') {
             await rollbackQuietly(client);
             throw abortedError(name);
           }
-          if (status === 'I') throw endedError(name);
+          // Not begun yet: the method sent nothing on the client, and BEGIN goes with the history write, if any.
+          if (status === 'I' && (deferred === undefined || begunLater)) throw endedError(name);
           const pending = level === undefined ? [] : closeLevel(client, level);
           if (pending.length === 0) {
+            if (deferred !== undefined && !begunLater) return result;
             let committed: unknown;
             try {
               committed = await client.query('COMMIT');
@@ -177,14 +197,20 @@ export function createPgAdapter(options: PgAdapterOptions = {}): TransactionAdap
             return result;
           }
           const outcome = await sendFinal(client, pending, 'COMMIT');
+          if (outcome.error === undefined && deferred?.failure !== undefined) {
+            await rollbackQuietly(client);
+            throw deferred.failure;
+          }
           if (outcome.error !== undefined) {
             // A failed deferred statement left the transaction aborted; a failed COMMIT ended it.
             await rollbackQuietly(client);
-            throw failure(outcome, pending);
+            throw deferred?.failure ?? failure(outcome, pending);
           }
           if (outcome.lastCommand === 'ROLLBACK') throw abortedError(name);
           return result;
         } finally {
+          deferred?.disarm();
+          deferredBegins.delete(client);
           if (level !== undefined) closeLevel(client, level);
           ids.delete(client);
         }
@@ -229,7 +255,8 @@ export function createPgAdapter(options: PgAdapterOptions = {}): TransactionAdap
       }),
     isConflict: isUniqueViolation,
     isTransient: isRetryableSqlState,
-    transactionId: (client: PgClientLike) => ids.get(client),
+    transactionId: (client: PgClientLike) => ids.get(client) ?? deferredBegins.get(client)?.transactionId,
+    transactionIdArrivesLate: readsId,
   });
 }
 

@@ -45,6 +45,32 @@ function rollbackQuietly(db: SqliteDatabaseLike): void {
   }
 }
 
+interface Runnable {
+  run(): unknown;
+}
+
+/** BEGIN IMMEDIATE and COMMIT prepared once per database: `exec` would compile them on every call. */
+const control = shared('sqlite-control-statements', () => new WeakMap<SqliteDatabaseLike, Record<string, Runnable>>());
+
+function runControl(db: SqliteDatabaseLike, sql: 'BEGIN IMMEDIATE' | 'COMMIT'): void {
+  let statements = control.get(db);
+  if (statements === undefined) {
+    statements = {};
+    control.set(db, statements);
+  }
+  let statement = statements[sql];
+  if (statement === undefined) {
+    const prepared = db.prepare(sql) as Partial<Runnable> | undefined;
+    if (typeof prepared?.run !== 'function') {
+      db.exec(sql);
+      return;
+    }
+    statement = prepared as Runnable;
+    statements[sql] = statement;
+  }
+  statement.run();
+}
+
 // SQLite has no transaction id of its own: each transaction the library begins gets a UUID.
 const transactionIds = shared('sqlite-transaction-ids', () => new WeakMap<SqliteDatabaseLike, string>());
 
@@ -78,7 +104,7 @@ export const sqliteAdapter: TransactionAdapter<SqliteDatabaseLike> = Object.free
   isActive: (db: SqliteDatabaseLike) => db.inTransaction && !heldByAnotherCall(db),
   run: <R>(db: SqliteDatabaseLike, work: () => Promise<R>): Promise<R> =>
     exclusively(db, async () => {
-      db.exec('BEGIN IMMEDIATE');
+      runControl(db, 'BEGIN IMMEDIATE');
       transactionIds.set(db, randomUUID());
       try {
         return await commitAfter(db, work);
@@ -119,7 +145,7 @@ async function commitAfter<R>(db: SqliteDatabaseLike, work: () => Promise<R>): P
     );
   }
   try {
-    db.exec('COMMIT');
+    runControl(db, 'COMMIT');
   } catch (error) {
     rollbackQuietly(db);
     throw error;

@@ -2,6 +2,27 @@ import { describe, expect, it } from 'vitest';
 import { takeSnapshot } from '../../src/index.js';
 
 describe('takeSnapshot', () => {
+  it('copies a field named like a setter on Object.prototype as an own field, without calling the setter; __proto__ too', () => {
+    const calls: unknown[] = [];
+    Object.defineProperty(Object.prototype, 'polluted', {
+      configurable: true,
+      set(value: unknown) {
+        calls.push(value);
+      },
+    });
+    try {
+      const entity = JSON.parse('{"polluted": 1, "__proto__": {"admin": true}, "nested": {"polluted": 2}}');
+      const copy = takeSnapshot(entity) as Record<string, unknown>;
+      expect(calls).toEqual([]);
+      expect(Object.getOwnPropertyDescriptor(copy, 'polluted')?.value).toBe(1);
+      expect(Object.getOwnPropertyDescriptor(copy.nested, 'polluted')?.value).toBe(2);
+      expect(Object.getPrototypeOf(copy)).toBe(Object.prototype);
+      expect(Object.getOwnPropertyDescriptor(copy, '__proto__')?.value).toEqual({ admin: true });
+    } finally {
+      delete (Object.prototype as { polluted?: unknown }).polluted;
+    }
+  });
+
   it('copies deeply and keeps Dates as Dates', () => {
     const entity = { at: new Date(5), nested: { list: [1, { deep: true }] } };
     const copy = takeSnapshot(entity);

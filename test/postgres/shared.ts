@@ -159,3 +159,19 @@ export function postgresTamper(db: () => Queryable, table: string): HistoryTampe
     },
   };
 }
+
+/**
+ * Counts round trips on a node-postgres client's socket, as a network would: one each time the
+ * server's bytes arrive after the client wrote some. Counts what reaches the wire, whoever writes.
+ */
+export function wireRoundTrips(client: object): { readonly count: () => number; readonly stop: () => void } {
+  const stream = (client as { connection: { stream: import('node:net').Socket } }).connection.stream;
+  let written = stream.bytesWritten;
+  let trips = 0;
+  const onData = (): void => {
+    if (stream.bytesWritten > written) trips++;
+    written = stream.bytesWritten;
+  };
+  stream.prependListener('data', onData);
+  return { count: () => trips, stop: () => void stream.off('data', onData) };
+}

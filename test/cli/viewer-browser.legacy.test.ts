@@ -125,7 +125,16 @@ if (!existsSync(CHROMIUM) && !REQUIRE_DATABASES) {
       await page.locator('#ids [role=option]').first().waitFor();
       expect(await page.locator('#ids [role=option]').allTextContents()).toEqual(['A-1001', 'A-1002']);
 
-      await tabTo(page, '#ids');
+      // The search box narrows the ids by prefix; ArrowDown goes on to the list.
+      await tabTo(page, '#search');
+      await page.keyboard.type('A-1002');
+      await page.waitForFunction(() => document.querySelectorAll('#ids [role=option]').length === 1);
+      expect(await page.locator('#ids [role=option]').allTextContents()).toEqual(['A-1002']);
+      await page.keyboard.press('Control+A');
+      await page.keyboard.press('Backspace');
+      await page.waitForFunction(() => document.querySelectorAll('#ids [role=option]').length === 2);
+      await page.keyboard.press('ArrowDown');
+      expect(await page.evaluate(() => document.activeElement?.id)).toBe('ids');
       await page.keyboard.press('Enter');
       await page.waitForFunction(() => document.querySelectorAll('#timeline tbody tr').length === 3);
       expect(await text(page, '#entity-title')).toBe('Order A-1001');

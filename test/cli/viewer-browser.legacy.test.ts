@@ -62,8 +62,10 @@ if (!existsSync(CHROMIUM) && !REQUIRE_DATABASES) {
       if (!existsSync(CHROMIUM)) {
         throw new Error(`REQUIRE_DATABASES=1, but ${CHROMIUM} is missing: apt-get install -y chromium`);
       }
+      // The demo on its SQLite file, as `npm run demo` without DATABASE_URL (CI sets it).
+      const { DATABASE_URL: _postgres, ...env } = process.env;
       await new Promise<void>((resolve, reject) =>
-        execFile(process.execPath, ['--import', TSX, join(ROOT, 'demo/index.ts')], { cwd }, (error) =>
+        execFile(process.execPath, ['--import', TSX, join(ROOT, 'demo/index.ts')], { cwd, env }, (error) =>
           error ? reject(error) : resolve(),
         ),
       );

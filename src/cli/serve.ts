@@ -10,6 +10,13 @@ import { positiveInteger, shownChanges } from './output.js';
 import { explain } from './verify.js';
 import { VIEWER_ASSETS } from './viewer-page.js';
 
+/**
+ * The help of `event-history serve`.
+ *
+ * ```ts
+ * process.stdout.write(SERVE_USAGE);
+ * ```
+ */
 export const SERVE_USAGE = `Usage: event-history serve --url <db url> [--port <n>] [--host <address>]
 
 Serves a read-only history viewer: entity types and ids with search, an entity's timeline, a
@@ -23,7 +30,14 @@ Options:
   --host <address>   the address to bind (default: 127.0.0.1; anything else exposes the history to the network)
 `;
 
-/** What the viewer reads through: a built-in store's reader. */
+/**
+ * What the viewer reads through: a built-in store (every reader method, with `entityTypes`,
+ * `entityIds`, `page` and `byTransaction`).
+ *
+ * ```ts
+ * const reader: ViewerReader = new SqliteHistoryStore(db);
+ * ```
+ */
 export type ViewerReader = CliStore['reader'];
 
 /**

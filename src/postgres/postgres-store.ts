@@ -1,4 +1,4 @@
-import { EventHistoryError, HistoryWriteError } from '../errors.js';
+import { type CommitInFlight, EventHistoryError, HistoryWriteError } from '../errors.js';
 import { headOf } from '../history/chain.js';
 import {
   ADDED_COLUMNS,
@@ -9,6 +9,13 @@ import {
   rowToEntry,
   sqlReads,
 } from '../history/codec.js';
+import {
+  type CommitOutcome,
+  type CommitOutcomeOptions,
+  type CommitOutcomeReader,
+  outcomeFromEntry,
+  pause,
+} from '../history/commit-outcome.js';
 import type {
   ChainHead,
   HistoryEntry,
@@ -107,7 +114,10 @@ interface Statements {
  * await history.list('Order', '42');
  * ```
  */
-export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWriter<PostgresQueryable>, HistoryReader {
+export class PostgresHistoryStore
+  extends HistoryStoreBase
+  implements HistoryWriter<PostgresQueryable>, HistoryReader, CommitOutcomeReader
+{
   /** The connection reads (and writes without a session) go through. */
   readonly connection: PostgresQueryable;
   /** The history table's name as given (validated). */
@@ -309,6 +319,55 @@ export class PostgresHistoryStore extends HistoryStoreBase implements HistoryWri
   ): Promise<HistoryEntry | undefined> {
     const session = opts.session == null ? undefined : ((await connectionOf(opts.session)) as PostgresQueryable);
     return (await this.#rows(this.#sql.latest, [entityType, entityId], session))[0];
+  }
+
+  /**
+   * Whether a call whose COMMIT was in flight when its connection broke committed (see
+   * `commitOutcome`): asks `pg_xact_status` about the call's txId (a PostgreSQL transaction id,
+   * the pg adapter's default), waiting while the transaction is still in progress, and checks the
+   * entry at the call's key. With random txIds (`transactionId: 'random'`) only a commit can be
+   * proven. Runs on the store's connection, which must reach the primary.
+   *
+   * ```ts
+   * const { status } = await history.commitOutcome(error.inFlight);
+   * ```
+   */
+  async commitOutcome(inFlight: CommitInFlight, options: CommitOutcomeOptions = {}): Promise<CommitOutcome> {
+    const entryAt = () => this.at(inFlight.entityType, inFlight.entityId, inFlight.version);
+    if (!/^[0-9]{1,20}$/.test(inFlight.txId)) return outcomeFromEntry(inFlight, await entryAt(), undefined);
+    const deadline = Date.now() + (options.waitMs ?? 30_000);
+    for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
+      let status: string | null;
+      try {
+        const { rows } = await this.connection.query('SELECT pg_xact_status($1::xid8) AS status', [inFlight.txId]);
+        status = (rows[0] as { status: string | null }).status;
+      } catch (error) {
+        // 22023: the id is ahead of this server's counter, so it never ran here (a promoted standby
+        // the transaction never reached).
+        if ((error as { code?: unknown }).code !== '22023') throw error;
+        return outcomeFromEntry(inFlight, await entryAt(), `transaction ${inFlight.txId} never ran on this server`);
+      }
+      if (status === 'in progress') {
+        if (Date.now() >= deadline) {
+          return { status: 'unknown', reason: `transaction ${inFlight.txId} is still in progress: ask again later` };
+        }
+        await pause(wait);
+        continue;
+      }
+      const entry = await entryAt();
+      if (status === 'committed' && entry?.txId !== inFlight.txId) {
+        // The id was taken again by another transaction after a failover (or the entry is not the
+        // call's): the entry at the key decides.
+        return outcomeFromEntry(inFlight, entry, `transaction ${inFlight.txId} did not write it`);
+      }
+      return outcomeFromEntry(
+        inFlight,
+        entry,
+        status === 'aborted'
+          ? `transaction ${inFlight.txId} was rolled back`
+          : `transaction ${inFlight.txId} ended long ago (its status is no longer kept)`,
+      );
+    }
   }
 
   async #rows(sql: string, params: unknown[], session?: PostgresQueryable): Promise<HistoryEntry[]> {

@@ -1,3 +1,4 @@
+import type { CommitInFlight } from '../errors.js';
 import { headOf } from '../history/chain.js';
 import {
   ADDED_COLUMNS,
@@ -8,6 +9,7 @@ import {
   rowToEntry,
   sqlReads,
 } from '../history/codec.js';
+import { type CommitOutcome, type CommitOutcomeReader, outcomeFromEntry } from '../history/commit-outcome.js';
 import type {
   ChainHead,
   HistoryEntry,
@@ -98,7 +100,10 @@ interface Statements {
  * @Versioned() @HistoryTracked(history) class OrderService { ... }
  * ```
  */
-export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWriter<SqliteConnectionLike>, HistoryReader {
+export class SqliteHistoryStore
+  extends HistoryStoreBase
+  implements HistoryWriter<SqliteConnectionLike>, HistoryReader, CommitOutcomeReader
+{
   /** The Database reads (and writes without a session) go through. */
   readonly database: SqliteConnectionLike;
   /** The history table's name as given (validated). */
@@ -243,6 +248,21 @@ export class SqliteHistoryStore extends HistoryStoreBase implements HistoryWrite
    * const second = await history.at('Order', '42', 2);
    * ```
    */
+  /**
+   * Whether a call whose COMMIT was in flight when its database was closed committed (see
+   * `commitOutcome`): a plain read of the call's key, final because a SQLite transaction ends
+   * with its connection (closing rolls it back; a crashed process's journal is rolled back by
+   * the next reader).
+   *
+   * ```ts
+   * const { status } = await history.commitOutcome(error.inFlight);
+   * ```
+   */
+  async commitOutcome(inFlight: CommitInFlight): Promise<CommitOutcome> {
+    const entry = await this.at(inFlight.entityType, inFlight.entityId, inFlight.version);
+    return outcomeFromEntry(inFlight, entry, 'a SQLite transaction ends with its connection');
+  }
+
   async at(entityType: string, entityId: string, version: number): Promise<HistoryEntry | undefined> {
     if (!Number.isInteger(version)) return undefined;
     return this.#rows(this.#sql.at, [entityType, entityId, version])[0];

@@ -60,6 +60,17 @@ export interface PostgresHistoryStoreOptions {
    * after `super.save` inside the transaction: a deferred row is not there yet.
    */
   readonly sendWithCommit?: boolean;
+  /**
+   * Where reads go (`list`, `page`, `changes`, `at`, `asOf`, `latest` without a session,
+   * `byTransaction`): a pool on a streaming standby, say, to keep history reads off the
+   * primary. Default: `connection`. Writes, `ensureSchema`, reads through a session and
+   * `commitOutcome` always use `connection`. A standby replays the primary's WAL a moment behind
+   * (asynchronous replication: usually milliseconds, unbounded under load or when replay is
+   * paused), so reads there can miss the newest commits: `latest` may return the version before the
+   * one just written, `at` undefined for it, `asOf(now)` an older entry. Read through the primary (or
+   * with the session) whatever must see your own last write.
+   */
+  readonly readConnection?: PostgresQueryable;
 }
 
 const INT_MIN = -2147483648;
@@ -118,8 +129,10 @@ export class PostgresHistoryStore
   extends HistoryStoreBase
   implements HistoryWriter<PostgresQueryable>, HistoryReader, CommitOutcomeReader
 {
-  /** The connection reads (and writes without a session) go through. */
+  /** The connection writes without a session go through (and reads, unless `readConnection` is given). */
   readonly connection: PostgresQueryable;
+  /** The connection reads without a session go through: `options.readConnection`, else `connection`. */
+  readonly readConnection: PostgresQueryable;
   /** The history table's name as given (validated). */
   readonly table: string;
   readonly #sql: Statements;
@@ -133,6 +146,13 @@ export class PostgresHistoryStore
       );
     }
     this.connection = connection;
+    const read = options.readConnection ?? connection;
+    if (read === null || typeof read !== 'object' || typeof read.query !== 'function') {
+      throw new TypeError(
+        'PostgresHistoryStore readConnection needs query(text, params): a pg Pool on the standby, say.',
+      );
+    }
+    this.readConnection = read;
     this.table = assertIdentifier(options.table ?? 'entity_history', 'PostgresHistoryStore table');
     this.#sql = statements(this.table);
     this.#sendWithCommit = options.sendWithCommit !== false;
@@ -333,7 +353,9 @@ export class PostgresHistoryStore
    * ```
    */
   async commitOutcome(inFlight: CommitInFlight, options: CommitOutcomeOptions = {}): Promise<CommitOutcome> {
-    const entryAt = () => this.at(inFlight.entityType, inFlight.entityId, inFlight.version);
+    // On the primary: a standby may not have replayed the commit yet.
+    const entryAt = async () =>
+      (await this.#rows(this.#sql.at, [inFlight.entityType, inFlight.entityId, inFlight.version], this.connection))[0];
     if (!/^[0-9]{1,20}$/.test(inFlight.txId)) return outcomeFromEntry(inFlight, await entryAt(), undefined);
     const deadline = Date.now() + (options.waitMs ?? 30_000);
     for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
@@ -371,7 +393,7 @@ export class PostgresHistoryStore
   }
 
   async #rows(sql: string, params: unknown[], session?: PostgresQueryable): Promise<HistoryEntry[]> {
-    const { rows } = await (session ?? this.connection).query(sql, params);
+    const { rows } = await (session ?? this.readConnection).query(sql, params);
     return (rows as HistoryRow[]).map(rowToEntry);
   }
 }

@@ -116,17 +116,23 @@ export function walletService(accounts: string, store: MysqlHistoryStore) {
 }
 
 /** Opens every node of GALERA_URLS, with tables of this run created through the first (DDL replicates). */
-export async function openGalera(urls: readonly string[]): Promise<{ nodes: GaleraNode[]; close(): Promise<void> }> {
-  const accounts = uniqueName('gal_wallets');
-  const history = uniqueName('gal_history');
+export async function openGalera(
+  urls: readonly string[],
+  /** Use these existing tables (another process's) instead of creating new ones; `close` leaves them. */
+  tables?: { readonly accounts: string; readonly history: string },
+): Promise<{ nodes: GaleraNode[]; tables: { accounts: string; history: string }; close(): Promise<void> }> {
+  const accounts = tables?.accounts ?? uniqueName('gal_wallets');
+  const history = tables?.history ?? uniqueName('gal_history');
   const pools = urls.map((url) =>
     mariadb.createPool({ ...settings(url), connectionLimit: 8, acquireTimeout: 20_000, connectTimeout: 5_000 }),
   );
   const first = pools[0] as mariadb.Pool;
-  await first.query(
-    `CREATE TABLE ${accounts} (id VARCHAR(64) PRIMARY KEY, balance INT NOT NULL, version INT NOT NULL, ts_ms BIGINT NOT NULL) ENGINE=InnoDB`,
-  );
-  await new MysqlHistoryStore(first as unknown as MysqlQueryable, { table: history }).ensureSchema();
+  if (tables === undefined) {
+    await first.query(
+      `CREATE TABLE ${accounts} (id VARCHAR(64) PRIMARY KEY, balance INT NOT NULL, version INT NOT NULL, ts_ms BIGINT NOT NULL) ENGINE=InnoDB`,
+    );
+    await new MysqlHistoryStore(first as unknown as MysqlQueryable, { table: history }).ensureSchema();
+  }
   const nodes = pools.map((pool, index): GaleraNode => {
     const store = new MysqlHistoryStore(pool as unknown as MysqlQueryable, { table: history });
     return {
@@ -164,7 +170,12 @@ export async function openGalera(urls: readonly string[]): Promise<{ nodes: Gale
   });
   return {
     nodes,
+    tables: { accounts, history },
     async close() {
+      if (tables !== undefined) {
+        await Promise.all(pools.map((pool) => pool.end().catch(() => {})));
+        return;
+      }
       await first.query(`DROP TABLE IF EXISTS ${accounts}, ${history}, ${history}_heads`).catch(() => {});
       await Promise.all(pools.map((pool) => pool.end().catch(() => {})));
     },

@@ -8,9 +8,11 @@ import {
 } from '../../src/index.js';
 import { useFigures } from './support/figures.js';
 import { GALERA_URLS, type GaleraNode, galera, nodeNumber, openGalera, type Wallet } from './support/galera.js';
+import { PROCESS_CALLS, PROCESSES, totals, useAppProcesses } from './support/processes.js';
 import { runsHere, uniqueName } from './support/targets.js';
 
 const figures = useFigures('galera');
+const processes = useAppProcesses();
 const CALLS = Number(process.env.RELIABILITY_GALERA_CALLS ?? 40);
 const ROUNDS = Number(process.env.RELIABILITY_GALERA_ROUNDS ?? 10);
 const DB = 'galera';
@@ -215,6 +217,64 @@ describe.runIf(
       figures.add('clusters', 'conflicts (lost races reported)', DB);
     }
     await expectEveryNode(wallet, version - 1, 1);
+  });
+
+  it('many app processes, each with its own pool on its own node, race on shared wallets: every node ends with the acknowledged updates', async () => {
+    const urls = GALERA_URLS ?? [];
+    const { nodes, tables, close } = await openGalera(urls);
+    const DB = 'galera (processes)';
+    try {
+      const first = nodes[0];
+      if (first === undefined) throw new Error('no Galera node');
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const wallet: Wallet = { id: uniqueName('w'), balance: 100 };
+        const connection = await first.pool.getConnection();
+        try {
+          await first.wallets.service.open(wallet, connection);
+        } finally {
+          await connection.release();
+        }
+        ids.push(wallet.id);
+      }
+      const reports = await processes((index) => [
+        'galera',
+        tables.accounts,
+        tables.history,
+        ids.join(','),
+        String(PROCESS_CALLS),
+        urls[index % urls.length] as string,
+      ]);
+      expect(reports.flatMap((r) => r.errors)).toEqual([]);
+      const sums = totals(reports);
+      for (const id of ids) {
+        const seen = new Set<string>();
+        for (const node of nodes) {
+          const { row, history } = await node.read(id);
+          const committed = sums.get(id) ?? 0;
+          const problems: string[] = [];
+          if (row?.version !== 1 + committed)
+            problems.push(`${id}: version ${row?.version}, expected ${1 + committed}`);
+          if (row?.balance !== 100 + committed) problems.push(`${id}: balance ${row?.balance}`);
+          if (history.map((h) => h.version).join() !== Array.from({ length: 1 + committed }, (_, i) => i + 1).join())
+            problems.push(`${id}: history ${history.map((h) => h.version).join()}`);
+          figures.add('invariants', 'checks', DB);
+          figures.add('invariants', 'invariant violations', DB, problems.length);
+          expect(problems).toEqual([]);
+          seen.add(JSON.stringify(history));
+        }
+        expect(seen.size, 'every node holds the same history').toBe(1);
+      }
+      const lost = reports.reduce((s, r) => s + r.lost, 0);
+      const retries = reports.reduce((s, r) => s + r.attempts - r.calls, 0);
+      figures.add('clusters', 'app processes', DB, PROCESSES);
+      figures.add('clusters', 'calls', DB, PROCESSES * PROCESS_CALLS);
+      figures.add('clusters', 'conflicts (lost races reported)', DB, lost);
+      figures.add('clusters', 'retries (certification failures and BF aborts run again)', DB, retries);
+      expect(lost + retries, 'the processes really raced').toBeGreaterThan(0);
+    } finally {
+      await close();
+    }
   });
 
   it('a node killed mid-transaction loses nothing acknowledged and keeps nothing half-written, and catches up when it rejoins', async () => {

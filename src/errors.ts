@@ -27,7 +27,8 @@ export type TransactionStateErrorCode =
   | 'TRANSACTION_ABORTED'
   | 'TRANSACTION_CLOSED'
   | 'TRANSACTION_STATUS_UNKNOWN'
-  | 'COMMIT_FAILED';
+  | 'COMMIT_FAILED'
+  | 'COMMIT_CONFLICT';
 
 /**
  * Base class of every error the library throws.
@@ -246,7 +247,10 @@ export class HistoryWriteError extends EventHistoryError {
  * (`TRANSACTION_ABORTED`), it was ended inside the call or the transaction object passed as the
  * session was closed (`TRANSACTION_CLOSED`), or the session cannot tell whether it is inside a
  * transaction (`TRANSACTION_STATUS_UNKNOWN`: an old or native pg client), or the database refused the COMMIT
- * (`COMMIT_FAILED`, the driver's error as `cause`). Nothing of the call was kept.
+ * (`COMMIT_FAILED`, the driver's error as `cause`), or COMMIT lost a race with another cluster node
+ * (`COMMIT_CONFLICT`: a Galera certification failure, ER_LOCK_DEADLOCK at COMMIT; a call that owns its
+ * transaction runs again, and reports this only as the cause of `TransactionRetriesExhaustedError`).
+ * Nothing of the call was kept.
  *
  * ```ts
  * catch (e) { if (e instanceof TransactionStateError && e.code === 'TRANSACTION_ABORTED') retryLater(); }
@@ -264,32 +268,75 @@ export class TransactionStateError extends EventHistoryError {
 }
 
 /**
+ * What a call whose COMMIT was in flight when its connection broke had written: the key of its
+ * history entry and the id of its transaction. Hand it (or the {@link ConnectionLostError}
+ * carrying it) to `commitOutcome(store, …)` to learn whether the call committed.
+ *
+ * ```ts
+ * catch (e) { if (e instanceof ConnectionLostError && e.inFlight) log(e.inFlight.txId); }
+ * ```
+ */
+export interface CommitInFlight {
+  readonly entityType: string;
+  readonly entityId: string;
+  /** The version the call's history entry holds (the entity's new version). */
+  readonly version: number;
+  /** The transaction id the call recorded in its history entry (`HistoryEntry.txId`). */
+  readonly txId: string;
+}
+
+/**
  * The session's database connection was lost or closed during the call (the server ended it,
  * the network cut it, or the connection, client or database had been closed before the call);
  * `cause` holds the driver's error. The database rolls back a transaction whose connection is
  * gone, so nothing of the call was kept, unless the loss came while COMMIT was already on its
- * way: then the outcome is unknown, and re-reading the entity tells. The entity's version and
- * timestamp were restored. Do not use the connection again: release it to its pool, which
- * discards a broken connection, and retry the call with a new one.
+ * way: then `inFlight` is set, and `commitOutcome(store, error)` answers, on a fresh connection,
+ * whether the call committed. The entity's version and timestamp were restored. Do not use the
+ * connection again: release it to its pool, which discards a broken connection.
  *
  * ```ts
- * catch (e) { if (e instanceof ConnectionLostError) { client.release(true); order = await reload(order.id); } }
+ * catch (e) {
+ *   if (!(e instanceof ConnectionLostError)) throw e;
+ *   client.release(true);
+ *   const { status } = e.inFlight ? await commitOutcome(history, e) : { status: 'not-committed' };
+ *   if (status === 'not-committed') await orders.update(order, await pool.connect()); // run it again
+ * }
  * ```
  */
 export class ConnectionLostError extends EventHistoryError {
   /** The name of the transaction adapter of the session, when one was found. */
   readonly adapter: string | undefined;
+  /**
+   * `'rolled-back'`: the connection broke before the call's COMMIT was sent, so the database
+   * rolled the transaction back. `'unknown'`: it broke while COMMIT was in flight.
+   */
+  readonly outcome: 'rolled-back' | 'unknown';
+  /**
+   * With outcome `'unknown'`, the key of the history entry the call wrote and its txId: what
+   * `commitOutcome` needs to tell whether the call committed. Unset when the call wrote no history.
+   */
+  readonly inFlight: CommitInFlight | undefined;
 
-  constructor(adapter: string | undefined, cause: unknown) {
+  /** `commit` says that COMMIT was in flight: `true`, or what the call wrote (see `inFlight`). */
+  constructor(adapter: string | undefined, cause: unknown, commit?: CommitInFlight | true) {
     const reason = cause instanceof Error ? cause.message : String(cause);
+    const inFlight = commit === undefined || commit === true ? undefined : Object.freeze({ ...commit });
+    const written =
+      inFlight === undefined ? '' : ` ${inFlight.entityType} ${inFlight.entityId} version ${inFlight.version}`;
     super(
       'CONNECTION_LOST',
       `The database connection of this ${adapter ?? 'session'} was lost or closed during the call (${reason}). ` +
-        'Its transaction was rolled back unless the connection broke while COMMIT was in flight: re-read the entity to ' +
-        'see whether the change is there, release the connection (its pool discards a broken one) and retry with a new one.',
+        (commit === undefined
+          ? 'Its transaction was rolled back, so nothing of the call was kept: release the connection (its pool ' +
+            'discards a broken one) and retry with a new one.'
+          : `It broke while COMMIT was in flight, so the call may have committed${written}: ` +
+            (inFlight === undefined ? 're-read the entity' : 'ask commitOutcome(store, error)') +
+            ' to learn whether it did before running it again, and release the connection (its pool discards a broken one).'),
       { cause },
     );
     this.adapter = adapter;
+    this.outcome = commit === undefined ? 'rolled-back' : 'unknown';
+    this.inFlight = inFlight;
   }
 }
 

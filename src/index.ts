@@ -11,7 +11,7 @@ export type {
 export { EntityArg, SessionArg } from './decorators/params.js';
 export type { AsyncMethodLike, ClassOrMethodDecorator, DefaultServiceShape, ServiceShape } from './decorators/types.js';
 export { Versioned } from './decorators/versioned.js';
-export type { EventHistoryErrorCode, TransactionStateErrorCode } from './errors.js';
+export type { CommitInFlight, EventHistoryErrorCode, TransactionStateErrorCode } from './errors.js';
 export {
   ConnectionLostError,
   DecoratorError,
@@ -39,6 +39,8 @@ export type {
   VerifyResult,
 } from './history/chain.js';
 export { canonicalJson, hashEntry, verifyHistory } from './history/chain.js';
+export type { CommitOutcome, CommitOutcomeOptions, CommitOutcomeReader } from './history/commit-outcome.js';
+export { commitOutcome } from './history/commit-outcome.js';
 export { diff } from './history/diff.js';
 export type {
   AnyHistoryEntry,

@@ -1,5 +1,12 @@
+import type { CommitInFlight } from '../errors.js';
 import { headOf } from '../history/chain.js';
 import { ADDED_COLUMNS, entryToParams, HISTORY_COLUMNS, type HistoryRow, rowToEntry } from '../history/codec.js';
+import {
+  type CommitOutcome,
+  type CommitOutcomeOptions,
+  type CommitOutcomeReader,
+  outcomeFromEntry,
+} from '../history/commit-outcome.js';
 import type {
   AnyHistoryEntry,
   ChainHead,
@@ -62,6 +69,8 @@ interface Statements {
   readonly listDescLimited: string;
   readonly byTransaction: string;
   readonly at: string;
+  /** `at` as a locking read: it waits for a transaction that inserted the key and has not ended. */
+  readonly atLocked: string;
   readonly asOf: string;
   readonly latest: string;
   readonly entityTypes: string;
@@ -96,7 +105,7 @@ interface Statements {
  */
 export class MysqlHistoryStore<M extends EntityTypes = Record<string, unknown>>
   extends HistoryStoreBase<M>
-  implements HistoryWriter<MysqlQueryable>, HistoryReader<M>
+  implements HistoryWriter<MysqlQueryable>, HistoryReader<M>, CommitOutcomeReader
 {
   /** The pool or connection reads (and writes without a session) go through, as given. */
   readonly connection: MysqlQueryable | MysqlCallbackQueryable;
@@ -351,12 +360,42 @@ export class MysqlHistoryStore<M extends EntityTypes = Record<string, unknown>>
     return typedAs((await this.#entries(this.#sql.latest, [entityType, entityId], through))[0]);
   }
 
+  /**
+   * Whether a call whose COMMIT was in flight when its connection broke committed (see
+   * `commitOutcome`): a locking read of the call's key, which InnoDB makes wait while a
+   * transaction that inserted the key is still open (the broken session, until the server drops
+   * it), up to the server's `innodb_lock_wait_timeout`; what it then reads is final. On Galera,
+   * run it on the node the call wrote through: another node does not see that node's locks.
+   *
+   * ```ts
+   * const { status } = await history.commitOutcome(error.inFlight);
+   * ```
+   */
+  async commitOutcome(inFlight: CommitInFlight, _options: CommitOutcomeOptions = {}): Promise<CommitOutcome> {
+    const { entityType, entityId, version } = inFlight;
+    if (!Number.isInteger(version) || version < INT_MIN || version > INT_MAX) {
+      return outcomeFromEntry(inFlight, undefined, 'no such version can be stored');
+    }
+    let entries: HistoryEntry[];
+    try {
+      entries = await this.#entries(this.#sql.atLocked, [entityType, entityId, version]);
+    } catch (error) {
+      if ((error as { errno?: unknown }).errno !== ER_LOCK_WAIT_TIMEOUT) throw error;
+      return {
+        status: 'unknown',
+        reason: `the transaction that wrote ${entityType} ${entityId} version ${version} is still open: ask again later`,
+      };
+    }
+    return outcomeFromEntry(inFlight, entries[0], 'no transaction holds the key any more');
+  }
+
   async #entries(sql: string, values: unknown[], through: MysqlQueryable = this.#db): Promise<HistoryEntry[]> {
     return (await selectRows<HistoryRow>(through, sql, values)).map(rowToEntry);
   }
 }
 
 const ER_DUP_FIELDNAME = 1060;
+const ER_LOCK_WAIT_TIMEOUT = 1205;
 const ER_DUP_KEYNAME = 1061;
 const ER_NO_SUCH_TABLE = 1146;
 
@@ -444,6 +483,7 @@ function statements(table: string): Statements {
     listDescLimited: `${listDesc} LIMIT ?`,
     byTransaction: `SELECT ${read} FROM ${t} WHERE \`tx_id\` = ? ORDER BY \`entity_type\`, \`entity_id\`, \`version\``,
     at: `${select} AND \`version\` = ?`,
+    atLocked: `${select} AND \`version\` = ? FOR UPDATE`,
     // The column, qualified: a bare `timestamp` in ORDER BY would name the formatted text the SELECT returns,
     // which no index serves. InnoDB's index carries the primary key's version, so the tie-break needs no filesort.
     asOf: `${select} AND \`timestamp\` <= ? ORDER BY ${t}.\`timestamp\` DESC, \`version\` DESC LIMIT 1`,

@@ -94,7 +94,7 @@ function own(
   // The entity as the caller passed it, recorded once the call holds the session (not before: a
   // call queued behind another on the same entity must start from what that one left).
   let captured = before;
-  const progress = { workDone: false };
+  const progress: Progress = { workDone: false };
   let running: Promise<unknown>;
   const heldBefore = ambient()?.held?.length ?? 0;
   try {
@@ -111,11 +111,11 @@ function own(
     });
   } catch (error) {
     // An adapter whose run() throws instead of rejecting.
-    return ownFailed(error, call, adapter, attemptNo, captured, frame, progress.workDone);
+    return ownFailed(error, call, adapter, attemptNo, captured, frame, progress);
   }
   return running.then(
     (result) => committed(frame, result), // after-commit hooks: the transaction committed
-    (error: unknown) => ownFailed(error, call, adapter, attemptNo, captured, frame, progress.workDone),
+    (error: unknown) => ownFailed(error, call, adapter, attemptNo, captured, frame, progress),
   );
 }
 
@@ -127,7 +127,7 @@ async function ownFailed(
   attemptNo: number,
   before: EntityState | undefined,
   frame: TransactionFrame | undefined,
-  workDone: boolean,
+  { workDone, written }: Progress,
 ): Promise<unknown> {
   if (frame) undo(frame);
   const transient = adapter.isTransient;
@@ -162,7 +162,21 @@ async function ownFailed(
   if (workDone && classified === error && !(error instanceof EventHistoryError)) {
     throw commitFailed(adapter, error);
   }
+  if (workDone && classified instanceof ConnectionLostError && classified.outcome === 'rolled-back') {
+    // The work was done, so the connection broke on the way to or during COMMIT: the outcome is unknown.
+    throw new ConnectionLostError(
+      classified.adapter,
+      classified.cause,
+      written === undefined || frame === undefined ? true : { ...written, txId: frame.txId },
+    );
+  }
   throw classified;
+}
+
+/** How far an owned call's attempt got: its work done (only COMMIT left), and the history key it wrote. */
+interface Progress {
+  workDone: boolean;
+  written?: { readonly entityType: string; readonly entityId: string; readonly version: number };
 }
 
 /**
@@ -349,7 +363,7 @@ async function attempt(
   call: Call,
   frame: TransactionFrame | undefined,
   adapter: TransactionAdapter<unknown> | undefined,
-  progress?: { workDone: boolean },
+  progress?: Progress,
 ): Promise<unknown> {
   const { plan, entity } = call;
   // onUnchanged: 'skip' decides before anything is stamped or written, so a skipped call leaves no trace.
@@ -408,7 +422,10 @@ async function attempt(
     // Nested calls the method started and did not await finish inside this unit, not after it.
     const children = frame === undefined ? undefined : endFrame(frame);
     if (children !== undefined) await children;
-    if (progress) progress.workDone = true;
+    if (progress) {
+      progress.workDone = true;
+      if (call.writer) progress.written = writtenKey(call, stamp);
+    }
     return result;
   } catch (error) {
     stamp.restore();
@@ -534,6 +551,14 @@ function classify(
     cause: error,
     detail: call.plan.op === 'create' ? 'it already exists' : 'the database reported a write conflict',
   });
+}
+
+/** The key of the history entry a finished attempt wrote, as `historyEntry` built it. */
+function writtenKey(call: Call, stamp: Stamp): Progress['written'] {
+  const entityId = idOf(call.plan, call.entity);
+  const version = stamp.version ?? call.entity[call.plan.versionField];
+  if (entityId === undefined || !Number.isInteger(version)) return undefined;
+  return { entityType: call.entityType, entityId, version: version as number };
 }
 
 function expectedOf(call: Call): number | undefined {

@@ -1,4 +1,4 @@
-import { EventHistoryError, HistoryWriteError } from '../errors.js';
+import { type CommitInFlight, EventHistoryError, HistoryWriteError } from '../errors.js';
 import { headOf } from '../history/chain.js';
 import {
   ADDED_COLUMNS,
@@ -9,6 +9,13 @@ import {
   rowToEntry,
   sqlReads,
 } from '../history/codec.js';
+import {
+  type CommitOutcome,
+  type CommitOutcomeOptions,
+  type CommitOutcomeReader,
+  outcomeFromEntry,
+  pause,
+} from '../history/commit-outcome.js';
 import type {
   AnyHistoryEntry,
   ChainHead,
@@ -59,6 +66,17 @@ export interface PostgresHistoryStoreOptions {
    * after `super.save` inside the transaction: a deferred row is not there yet.
    */
   readonly sendWithCommit?: boolean;
+  /**
+   * Where reads go (`list`, `page`, `changes`, `at`, `asOf`, `latest` without a session,
+   * `byTransaction`): a pool on a streaming standby, say, to keep history reads off the
+   * primary. Default: `connection`. Writes, `ensureSchema`, reads through a session and
+   * `commitOutcome` always use `connection`. A standby replays the primary's WAL a moment behind
+   * (asynchronous replication: usually milliseconds, unbounded under load or when replay is
+   * paused), so reads there can miss the newest commits: `latest` may return the version before the
+   * one just written, `at` undefined for it, `asOf(now)` an older entry. Read through the primary (or
+   * with the session) whatever must see your own last write.
+   */
+  readonly readConnection?: PostgresQueryable;
 }
 
 const INT_MIN = -2147483648;
@@ -117,10 +135,12 @@ interface Statements {
  */
 export class PostgresHistoryStore<M extends EntityTypes = Record<string, unknown>>
   extends HistoryStoreBase<M>
-  implements HistoryWriter<PostgresQueryable>, HistoryReader<M>
+  implements HistoryWriter<PostgresQueryable>, HistoryReader<M>, CommitOutcomeReader
 {
-  /** The connection reads (and writes without a session) go through. */
+  /** The connection writes without a session go through (and reads, unless `readConnection` is given). */
   readonly connection: PostgresQueryable;
+  /** The connection reads without a session go through: `options.readConnection`, else `connection`. */
+  readonly readConnection: PostgresQueryable;
   /** The history table's name as given (validated). */
   readonly table: string;
   readonly #sql: Statements;
@@ -134,6 +154,13 @@ export class PostgresHistoryStore<M extends EntityTypes = Record<string, unknown
       );
     }
     this.connection = connection;
+    const read = options.readConnection ?? connection;
+    if (read === null || typeof read !== 'object' || typeof read.query !== 'function') {
+      throw new TypeError(
+        'PostgresHistoryStore readConnection needs query(text, params): a pg Pool on the standby, say.',
+      );
+    }
+    this.readConnection = read;
     this.table = assertIdentifier(options.table ?? 'entity_history', 'PostgresHistoryStore table');
     this.#sql = statements(this.table);
     this.#sendWithCommit = options.sendWithCommit !== false;
@@ -364,8 +391,59 @@ export class PostgresHistoryStore<M extends EntityTypes = Record<string, unknown
     return typedAs((await this.#rows(this.#sql.latest, [entityType, entityId], session))[0]);
   }
 
+  /**
+   * Whether a call whose COMMIT was in flight when its connection broke committed (see
+   * `commitOutcome`): asks `pg_xact_status` about the call's txId (a PostgreSQL transaction id,
+   * the pg adapter's default), waiting while the transaction is still in progress, and checks the
+   * entry at the call's key. With random txIds (`transactionId: 'random'`) only a commit can be
+   * proven. Runs on the store's connection, which must reach the primary.
+   *
+   * ```ts
+   * const { status } = await history.commitOutcome(error.inFlight);
+   * ```
+   */
+  async commitOutcome(inFlight: CommitInFlight, options: CommitOutcomeOptions = {}): Promise<CommitOutcome> {
+    // On the primary: a standby may not have replayed the commit yet.
+    const entryAt = async () =>
+      (await this.#rows(this.#sql.at, [inFlight.entityType, inFlight.entityId, inFlight.version], this.connection))[0];
+    if (!/^[0-9]{1,20}$/.test(inFlight.txId)) return outcomeFromEntry(inFlight, await entryAt(), undefined);
+    const deadline = Date.now() + (options.waitMs ?? 30_000);
+    for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
+      let status: string | null;
+      try {
+        const { rows } = await this.connection.query('SELECT pg_xact_status($1::xid8) AS status', [inFlight.txId]);
+        status = (rows[0] as { status: string | null }).status;
+      } catch (error) {
+        // 22023: the id is ahead of this server's counter, so it never ran here (a promoted standby
+        // the transaction never reached).
+        if ((error as { code?: unknown }).code !== '22023') throw error;
+        return outcomeFromEntry(inFlight, await entryAt(), `transaction ${inFlight.txId} never ran on this server`);
+      }
+      if (status === 'in progress') {
+        if (Date.now() >= deadline) {
+          return { status: 'unknown', reason: `transaction ${inFlight.txId} is still in progress: ask again later` };
+        }
+        await pause(wait);
+        continue;
+      }
+      const entry = await entryAt();
+      if (status === 'committed' && entry?.txId !== inFlight.txId) {
+        // The id was taken again by another transaction after a failover (or the entry is not the
+        // call's): the entry at the key decides.
+        return outcomeFromEntry(inFlight, entry, `transaction ${inFlight.txId} did not write it`);
+      }
+      return outcomeFromEntry(
+        inFlight,
+        entry,
+        status === 'aborted'
+          ? `transaction ${inFlight.txId} was rolled back`
+          : `transaction ${inFlight.txId} ended long ago (its status is no longer kept)`,
+      );
+    }
+  }
+
   async #rows(sql: string, params: unknown[], session?: PostgresQueryable): Promise<HistoryEntry[]> {
-    const { rows } = await (session ?? this.connection).query(sql, params);
+    const { rows } = await (session ?? this.readConnection).query(sql, params);
     return (rows as HistoryRow[]).map(rowToEntry);
   }
 }

@@ -1,3 +1,4 @@
+import type { CommitInFlight } from '../errors.js';
 import { headOf } from '../history/chain.js';
 import {
   ADDED_COLUMNS,
@@ -8,6 +9,7 @@ import {
   rowToEntry,
   sqlReads,
 } from '../history/codec.js';
+import { type CommitOutcome, type CommitOutcomeReader, outcomeFromEntry } from '../history/commit-outcome.js';
 import type {
   AnyHistoryEntry,
   ChainHead,
@@ -108,7 +110,7 @@ interface Statements {
  */
 export class SqliteHistoryStore<M extends EntityTypes = Record<string, unknown>>
   extends HistoryStoreBase<M>
-  implements HistoryWriter<SqliteConnectionLike>, HistoryReader<M>
+  implements HistoryWriter<SqliteConnectionLike>, HistoryReader<M>, CommitOutcomeReader
 {
   /** The Database reads (and writes without a session) go through. */
   readonly database: SqliteConnectionLike;
@@ -282,6 +284,21 @@ export class SqliteHistoryStore<M extends EntityTypes = Record<string, unknown>>
    * const second = await history.at('Order', '42', 2);
    * ```
    */
+  /**
+   * Whether a call whose COMMIT was in flight when its database was closed committed (see
+   * `commitOutcome`): a plain read of the call's key, final because a SQLite transaction ends
+   * with its connection (closing rolls it back; a crashed process's journal is rolled back by
+   * the next reader).
+   *
+   * ```ts
+   * const { status } = await history.commitOutcome(error.inFlight);
+   * ```
+   */
+  async commitOutcome(inFlight: CommitInFlight): Promise<CommitOutcome> {
+    const entry = await this.at(inFlight.entityType as EntityTypeOf<M>, inFlight.entityId, inFlight.version);
+    return outcomeFromEntry(inFlight, entry, 'a SQLite transaction ends with its connection');
+  }
+
   async at<K extends EntityTypeOf<M>>(
     entityType: K,
     entityId: string,

@@ -283,7 +283,7 @@ export function createMysqlFamilyAdapter<C extends MysqlTransactionalConnection>
         await session.commit();
       } catch (error) {
         await rollbackQuietly(session);
-        throw error;
+        throw isLockFailure(error) ? certificationFailure(traits.name, error) : error;
       }
       return result;
     } finally {
@@ -339,6 +339,28 @@ export function createMysqlFamilyAdapter<C extends MysqlTransactionalConnection>
     isTransient: (error: unknown) => isLockFailure(error) && !joinedFailures.has(error as object),
     transactionId: (session: C) => active.get(traits.connectionOf(session)),
   });
+}
+
+/**
+ * A deadlock or lock wait error on COMMIT itself, where InnoDB takes no lock: on Galera, the
+ * certification failure of a transaction that another node committed a conflicting write before
+ * (ER_LOCK_DEADLOCK 1213 at COMMIT). The cluster rolled the whole transaction back, so nothing of
+ * it was kept: the call that owns it runs again, from the entity as it was passed, which either
+ * commits or meets the other node's write as a `VersionConflictError`. It is not a deadlock inside
+ * the method, and it names what happened when the retries run out. The driver's error is `cause`,
+ * which is what marks it transient.
+ */
+function certificationFailure(adapter: string, cause: unknown): TransactionStateError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new TransactionStateError(
+    adapter,
+    'COMMIT_CONFLICT',
+    `COMMIT failed with a lock error (${reason}): on a Galera cluster, the certification failure of a transaction ` +
+      'that wrote rows another node committed first. The cluster rolled it back, so nothing of it was kept. ' +
+      'A call that owns its transaction runs again (see retries), and then commits or reports the lost race as ' +
+      'VersionConflictError; reload the entity and apply the change again.',
+    { cause },
+  );
 }
 
 /**

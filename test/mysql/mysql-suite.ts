@@ -5,6 +5,8 @@ import {
   HistoryTracked,
   type HistoryWriter,
   InvalidEntityError,
+  TransactionRetriesExhaustedError,
+  TransactionStateError,
   VersionConflictError,
   Versioned,
 } from '../../src/index.js';
@@ -320,6 +322,67 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
       });
       expect(await orderExists(id)).toBe(true);
       expect((await store.list('Order', id)).map((entry) => entry.version)).toEqual([1]);
+    });
+
+    /** Makes the connection's next `times` COMMITs fail as Galera's certification does: rolled back, ER_LOCK_DEADLOCK. */
+    function certificationFailures(connection: C, times: number): () => void {
+      const session = connection as unknown as { commit(): Promise<unknown>; rollback(): Promise<unknown> };
+      const real = session.commit;
+      let left = times;
+      session.commit = async function (this: typeof session) {
+        if (left-- <= 0) return real.call(this);
+        await this.rollback();
+        throw Object.assign(new Error('Deadlock found when trying to get lock; try restarting transaction'), {
+          errno: 1213,
+          sqlState: '40001',
+          code: 'ER_LOCK_DEADLOCK',
+        });
+      };
+      return () => {
+        session.commit = real;
+      };
+    }
+
+    it('a certification failure at COMMIT (1213 from COMMIT, as Galera reports a write another node committed first) is run again, and the retry commits once', async () => {
+      const id = orderId();
+      await withConnection(async (connection) => {
+        const restore = certificationFailures(connection, 1);
+        const service = orderService();
+        try {
+          await service.save({ id, total: 1 }, connection);
+        } finally {
+          restore();
+        }
+        expect(service.attempts).toBe(2);
+        expect(await kit.serverInTransaction(connection)).toBe(false);
+      });
+      expect((await store.list('Order', id)).map((entry) => entry.version)).toEqual([1]);
+    });
+
+    it('certification failures at COMMIT that outlast the retries are TransactionRetriesExhaustedError with a COMMIT_CONFLICT cause, and nothing is kept', async () => {
+      const id = orderId();
+      const order = { id, total: 1 };
+      await withConnection(async (connection) => {
+        const restore = certificationFailures(connection, 10);
+        const service = orderService();
+        let error: unknown;
+        try {
+          await service.save(order, connection);
+        } catch (caught) {
+          error = caught;
+        } finally {
+          restore();
+        }
+        expect(error).toBeInstanceOf(TransactionRetriesExhaustedError);
+        const cause = (error as Error).cause;
+        expect(cause).toBeInstanceOf(TransactionStateError);
+        expect(cause).toMatchObject({ code: 'COMMIT_CONFLICT', cause: { errno: 1213 } });
+        expect((error as Error).message).toMatch(/another node committed first/);
+        expect(service.attempts).toBe(4);
+        expect(order).toEqual({ id, total: 1 });
+      });
+      expect(await orderExists(id)).toBe(false);
+      expect(await store.list('Order', id)).toEqual([]);
     });
 
     it('a deadlock inside a transaction the caller began is not retried: the caller’s transaction is gone', async () => {

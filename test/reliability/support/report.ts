@@ -15,6 +15,10 @@ const SECTIONS: readonly { key: string; title: string }[] = [
   { key: 'differential', title: 'Differential: values never inside SQL text, read back exactly' },
   { key: 'invariants', title: 'Invariant checks' },
   { key: 'relay', title: 'Outbox relay (NATS JetStream + Redis Streams)' },
+  {
+    key: 'clusters',
+    title: 'Clusters: unknown commit outcomes, Galera multi-primary, PostgreSQL failover, many app processes',
+  },
 ];
 
 interface FileFigures {
@@ -95,6 +99,9 @@ function render(
     `| Version conflicts seen | ${figures.filter((f) => f.name.startsWith('conflicts')).reduce((s, f) => s + f.count, 0)} |`,
     `| Bad inputs tried (kinds) | ${new Set(figures.filter((f) => f.section === 'bad-input' && f.name !== 'calls').map((f) => f.name)).size} |`,
     `| Bad inputs tried (calls) | ${total(figures, 'bad-input', 'calls')} |`,
+    `| Cluster calls (Galera, standby failover, app processes) | ${total(figures, 'clusters', 'calls')} |`,
+    `| Unknown commit outcomes resolved | ${figures.filter((f) => f.section === 'clusters' && f.name.startsWith('outcomes resolved')).reduce((s, f) => s + f.count, 0)} |`,
+    `| Failovers and node kills survived | ${total(figures, 'clusters', 'failovers survived') + total(figures, 'clusters', 'node kills survived')} |`,
     `| Invariant checks | ${total(figures, 'invariants', 'checks')} |`,
     `| Invariant violations | ${violations} |`,
     '',

@@ -27,7 +27,8 @@ export type TransactionStateErrorCode =
   | 'TRANSACTION_ABORTED'
   | 'TRANSACTION_CLOSED'
   | 'TRANSACTION_STATUS_UNKNOWN'
-  | 'COMMIT_FAILED';
+  | 'COMMIT_FAILED'
+  | 'OUTSIDE_TRANSACTION';
 
 /**
  * Base class of every error the library throws.
@@ -245,7 +246,9 @@ export class HistoryWriteError extends EventHistoryError {
  * (`TRANSACTION_ABORTED`), it was ended inside the call or the transaction object passed as the
  * session was closed (`TRANSACTION_CLOSED`), or the session cannot tell whether it is inside a
  * transaction (`TRANSACTION_STATUS_UNKNOWN`: an old or native pg client), or the database refused the COMMIT
- * (`COMMIT_FAILED`, the driver's error as `cause`). Nothing of the call was kept.
+ * (`COMMIT_FAILED`, the driver's error as `cause`), or a unit of work saw a tracked write it cannot keep
+ * inside its transaction (`OUTSIDE_TRANSACTION`: another connection, a query-builder update). Nothing of
+ * the call was kept.
  *
  * ```ts
  * catch (e) { if (e instanceof TransactionStateError && e.code === 'TRANSACTION_ABORTED') retryLater(); }

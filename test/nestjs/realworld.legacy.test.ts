@@ -1,8 +1,8 @@
 import type { INestApplication } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArticleEntity } from '../../demo/realworld/app/article.entity.js';
 import type { DatabaseOptions } from '../../demo/realworld/app/app.module.js';
+import { ArticleEntity } from '../../demo/realworld/app/article.entity.js';
 import { startRealworld } from '../../demo/realworld/app/main.js';
 import { UserEntity } from '../../demo/realworld/app/user.entity.js';
 import { REQUIRE_DATABASES } from '../integration/fixture.js';
@@ -163,7 +163,10 @@ for (const target of targets) {
       const store = app.get<{ list(t: string, id: string): Promise<{ version: number; op: string }[]> }>(
         Symbol.for('event-history:nestjs-store'),
       );
-      expect((await store.list('ArticleEntity', String(id))).map((e) => [e.version, e.op]).at(-1)).toEqual([5, 'delete']);
+      expect((await store.list('ArticleEntity', String(id))).map((e) => [e.version, e.op]).at(-1)).toEqual([
+        5,
+        'delete',
+      ]);
     });
   });
 }

@@ -135,7 +135,7 @@ for (const target of targets) {
       expect(entries.map((e) => [e.version, e.op, e.actor])).toEqual([
         [1, 'create', 'jane'],
         [2, 'update', 'bob'],
-        [3, 'update', (entries[2]?.snapshot as { body?: string }).body],
+        [3, 'update', (entries[2]?.snapshot as { body?: string } | undefined)?.body],
         [4, 'update', 'erin'],
       ]);
       expect(entries[1]?.snapshot).toMatchObject({ title: 'Hello again', version: 2 });

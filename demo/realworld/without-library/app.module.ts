@@ -23,9 +23,6 @@ export function appModule(database: DatabaseOptions): DynamicModule {
     module: class AppModule {},
     imports: [
       TypeOrmModule.forRoot({ ...database, entities: [ArticleEntity, UserEntity] } as TypeOrmModuleOptions),
-        ensureSchema: true,
-        actor: (context) => context.switchToHttp().getRequest<{ headers: Record<string, string> }>().headers['x-user'],
-      }),
       RealworldModule,
     ],
   };

@@ -1,4 +1,5 @@
 import { Body, Controller, Delete, Get, Headers, Param, Post, Put } from '@nestjs/common';
+// biome-ignore lint/style/useImportType: Nest injects by the class that design:paramtypes records
 import { ArticleService } from './article.service.js';
 import type { ArticleRO, CreateArticleDto, UpdateArticleDto } from './dto.js';
 

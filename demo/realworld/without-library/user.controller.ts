@@ -1,5 +1,6 @@
 import { Body, Controller, Param, ParseIntPipe, Post, Put } from '@nestjs/common';
 import type { CreateUserDto, UpdateUserDto, UserRO } from './dto.js';
+// biome-ignore lint/style/useImportType: Nest injects by the class that design:paramtypes records
 import { UserService } from './user.service.js';
 
 @Controller('users')

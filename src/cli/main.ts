@@ -5,6 +5,7 @@ import { diff } from '../history/diff.js';
 import type { Difference, HistoryEntry } from '../history/entry.js';
 import { CliError, type CliStore, openStore, redactMessage } from './connect.js';
 import { colourWanted, formatChanges, formatHeader, jsonEntry, painter } from './format.js';
+import { baselineCommand } from './baseline.js';
 import { relayCommand } from './relay.js';
 
 /**
@@ -27,6 +28,7 @@ Commands:
   show <entityType> <id> <version>   one version: its header, changes and full snapshot
   verify <entityType> <id>           check the hash chain written with @HistoryTracked({ chain })
   relay --nats <url> | --redis <url> publish committed entries to a broker (event-history relay --help)
+  baseline <entityType> --from <table> baseline entries for rows without history (event-history baseline --help)
 
 Options:
   --url <url>      postgres://…, mysql://… (or mariadb://…), sqlite:<path> or mongodb://…
@@ -63,6 +65,7 @@ const PAGE_SIZE = 100;
  */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   if (argv[0] === 'relay') return relayCommand(argv.slice(1), io); // src/cli/relay.ts
+  if (argv[0] === 'baseline') return baselineCommand(argv.slice(1), io); // src/cli/baseline.ts
   let store: CliStore | undefined;
   let url: string | undefined;
   try {

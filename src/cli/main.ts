@@ -3,9 +3,9 @@ import { parseArgs } from 'node:util';
 import { type ChainKey, keyringOf, type VerifyOptions, type VerifyResult, verifyHistory } from '../history/chain.js';
 import { diff } from '../history/diff.js';
 import type { Difference, HistoryEntry } from '../history/entry.js';
+import { baselineCommand } from './baseline.js';
 import { CliError, type CliStore, openStore, redactMessage } from './connect.js';
 import { colourWanted, formatChanges, formatHeader, jsonEntry, painter } from './format.js';
-import { baselineCommand } from './baseline.js';
 import { relayCommand } from './relay.js';
 
 /**

@@ -36,7 +36,9 @@ const targets: Target[] = [
       sqlite ??= new Database(sqlitePath);
       sqlite.prepare(sql).run(...values);
     },
-    close: async () => sqlite?.close(),
+    close: async () => {
+      sqlite?.close();
+    },
   },
   {
     name: 'PostgreSQL',

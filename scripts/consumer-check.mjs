@@ -193,7 +193,7 @@ console.log(JSON.stringify({ results, ids, conflict }));
   );
   writeFileSync(
     join(dir, 'jest.config.js'),
-    `module.exports = { rootDir: __dirname, testEnvironment: 'node', testRegex: '.*\\\\.spec\\\\.ts$', transform: { '^.+\\\\.(t|j)s$': 'ts-jest' }, moduleFileExtensions: ['js', 'json', 'ts'] };`,
+    `module.exports = { rootDir: __dirname, testEnvironment: 'node', testRegex: '.*\\\\.spec\\\\.ts$', transform: { '^.+\\\\.(t|j)s$': 'ts-jest' }, moduleFileExtensions: ['js', 'json', 'ts'], modulePaths: [${JSON.stringify(join(root, 'node_modules'))}] };`,
   );
   writeFileSync(
     join(dir, 'orders.service.spec.ts'),
@@ -243,9 +243,57 @@ describe('OrdersService under Jest and ts-jest (CommonJS)', () => {
 });
 `,
   );
+  // A service as Nest apps write them (an injected TypeORM repository, update(slug, dto)) as a unit of
+  // work. Not through @nestjs/* itself: NestJS 12 ships ES modules only, which Jest's CommonJS mode
+  // cannot load (the Nest module is tested under vitest).
+  writeFileSync(
+    join(dir, 'articles.unit-of-work.spec.ts'),
+    `
+import 'reflect-metadata';
+import { HistoryTracked, registerUnitOfWork, setDefaultHistoryWriter, typeormHistoryStore, typeormUnitOfWork, VersionConflictError } from 'event-history';
+import { Column, DataSource, Entity, PrimaryColumn, Repository, VersionColumn } from 'typeorm';
+
+@Entity()
+class Article {
+  @PrimaryColumn() slug!: string;
+  @Column() title!: string;
+  @VersionColumn() version!: number;
+}
+
+class ArticleService {
+  constructor(private readonly articles: Repository<Article>) {}
+  @HistoryTracked()
+  async create(slug: string, title: string) {
+    return this.articles.save(this.articles.create({ slug, title }));
+  }
+  @HistoryTracked()
+  async update(slug: string, dto: { title?: string; version?: number }) {
+    const article = await this.articles.findOneByOrFail({ slug });
+    return this.articles.save(Object.assign(article, dto));
+  }
+}
+
+describe('a TypeORM service adopted with decorators under Jest and ts-jest (CommonJS)', () => {
+  it('runs a decorated update(slug, dto) as a unit of work and refuses a stale one', async () => {
+    const dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Article], synchronize: true }).initialize();
+    const store = typeormHistoryStore(dataSource);
+    await store.ensureSchema();
+    setDefaultHistoryWriter(store);
+    const unregister = registerUnitOfWork(typeormUnitOfWork(dataSource, { track: [Article] }));
+    const service = new ArticleService(dataSource.getRepository(Article));
+    await service.create('a', 'one');
+    await service.update('a', { title: 'two', version: 1 });
+    await expect(service.update('a', { title: 'stale', version: 1 })).rejects.toBeInstanceOf(VersionConflictError);
+    expect((await store.list('Article', 'a')).map((e) => e.version)).toEqual([1, 2]);
+    unregister();
+    await dataSource.destroy();
+  });
+});
+`,
+  );
   execFileSync(process.execPath, [join(root, 'node_modules', 'jest', 'bin', 'jest.js'), '--ci', '--rootDir', dir, '-c', join(dir, 'jest.config.js')], {
     cwd: dir,
     stdio: 'inherit',
   });
-  console.log('Jest with ts-jest (CommonJS, experimentalDecorators): passed');
+  console.log('Jest with ts-jest (CommonJS, experimentalDecorators), decorated services, a TypeORM unit of work: passed');
 }

@@ -3,6 +3,7 @@ import type { HistoryOp } from './history/entry.js';
 import type { EntityState } from './pipeline/entity-state.js';
 import type { TransactionAdapter } from './transactions/adapter.js';
 import type { SessionHold } from './transactions/session-lock.js';
+import type { UnitOfWork } from './unit-of-work/contract.js';
 
 /** Who and why, attached to every history entry written inside `withHistoryContext`. */
 export interface HistoryContext {
@@ -80,6 +81,8 @@ interface AmbientState {
   readonly tx?: TransactionFrame;
   /** The holds on library-owned transactions taken by this async context or one it descends from. */
   readonly held?: readonly SessionHold[];
+  /** The unit of work of a decorated call given no session, whose ORM writes its hooks record. */
+  readonly unit?: UnitOfWork;
 }
 
 // One storage for every copy of the library loaded in the process (ESM and CJS).

@@ -28,7 +28,8 @@ export type TransactionStateErrorCode =
   | 'TRANSACTION_CLOSED'
   | 'TRANSACTION_STATUS_UNKNOWN'
   | 'COMMIT_FAILED'
-  | 'COMMIT_CONFLICT';
+  | 'COMMIT_CONFLICT'
+  | 'OUTSIDE_TRANSACTION';
 
 /**
  * Base class of every error the library throws.
@@ -249,8 +250,9 @@ export class HistoryWriteError extends EventHistoryError {
  * transaction (`TRANSACTION_STATUS_UNKNOWN`: an old or native pg client), or the database refused the COMMIT
  * (`COMMIT_FAILED`, the driver's error as `cause`), or COMMIT lost a race with another cluster node
  * (`COMMIT_CONFLICT`: a Galera certification failure, ER_LOCK_DEADLOCK at COMMIT; a call that owns its
- * transaction runs again, and reports this only as the cause of `TransactionRetriesExhaustedError`).
- * Nothing of the call was kept.
+ * transaction runs again, and reports this only as the cause of `TransactionRetriesExhaustedError`),
+ * or a unit of work saw a tracked write it cannot keep inside its transaction (`OUTSIDE_TRANSACTION`:
+ * another connection, a query-builder update). Nothing of the call was kept.
  *
  * ```ts
  * catch (e) { if (e instanceof TransactionStateError && e.code === 'TRANSACTION_ABORTED') retryLater(); }

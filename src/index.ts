@@ -77,10 +77,22 @@ export {
 } from './pipeline/hooks.js';
 export { expectedVersion } from './pipeline/stamp.js';
 export type { HistoryWriterResolver } from './pipeline/writer.js';
-export { setHistoryWriterResolver } from './pipeline/writer.js';
+export { setDefaultHistoryWriter, setHistoryWriterResolver } from './pipeline/writer.js';
 export type { RetryOnConflictOptions } from './retry.js';
 export { retryOnConflict } from './retry.js';
 export type { TransactionAdapter } from './transactions/adapter.js';
 export { registerTransactionAdapter } from './transactions/registry.js';
 export type { SessionProvider } from './transactions/session-provider.js';
 export { registerSessionProvider } from './transactions/session-provider.js';
+export type {
+  EntityClass,
+  TrackedEntity,
+  TrackedType,
+  TrackedWrite,
+  UnitOfWork,
+  UnitOfWorkSource,
+} from './unit-of-work/contract.js';
+export { registerUnitOfWork } from './unit-of-work/contract.js';
+export type { TypeOrmDataSourceLike, TypeOrmUnitOfWorkOptions } from './unit-of-work/typeorm.js';
+export { typeormUnitOfWork } from './unit-of-work/typeorm.js';
+export { typeormHistoryStore } from './unit-of-work/typeorm-store.js';

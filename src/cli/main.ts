@@ -30,6 +30,7 @@ Commands:
   verify <entityType> <id>           check the hash chain written with @HistoryTracked({ chain })
   serve                              a read-only history viewer in the browser (event-history serve --help)
   relay --nats <url> | --redis <url> publish committed entries to a broker (event-history relay --help)
+  baseline <entityType> --from <table> baseline entries for rows without history (event-history baseline --help)
 
 Options:
   --url <url>      postgres://…, mysql://… (or mariadb://…), sqlite:<path> or mongodb://…
@@ -125,6 +126,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   // Loaded only when run, so the other commands do not pay for the broker clients or the viewer.
   if (argv[0] === 'relay') return (await import('./relay.js')).relayCommand(argv.slice(1), io);
   if (argv[0] === 'serve') return (await import('./serve.js')).serveCommand(argv.slice(1), io);
+  if (argv[0] === 'baseline') return (await import('./baseline.js')).baselineCommand(argv.slice(1), io);
   let store: CliStore | undefined;
   let url: string | undefined;
   try {
@@ -143,7 +145,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     if (command === undefined) {
       throw new CliError(
         2,
-        `unknown command ${JSON.stringify(name)}: use ${[...Object.keys(COMMANDS), 'serve', 'relay'].join(', ')} (--help for more).`,
+        `unknown command ${JSON.stringify(name)}: use ${[...Object.keys(COMMANDS), 'serve', 'relay', 'baseline'].join(', ')} (--help for more).`,
       );
     }
     const required = command.args.filter((arg) => !arg.startsWith('['));

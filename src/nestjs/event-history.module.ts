@@ -9,13 +9,18 @@ import {
   type Provider,
 } from '@nestjs/common';
 import { APP_FILTER, APP_INTERCEPTOR, HttpAdapterHost, ModuleRef } from '@nestjs/core';
+import type { HistoryWriter } from '../history/entry.js';
 import { onEntryCommitted } from '../pipeline/hooks.js';
-import { setHistoryWriterResolver } from '../pipeline/writer.js';
+import { setDefaultHistoryWriter, setHistoryWriterResolver } from '../pipeline/writer.js';
 import { registerSessionProvider } from '../transactions/session-provider.js';
+import { registerUnitOfWork } from '../unit-of-work/contract.js';
+import { type TypeOrmDataSourceLike, typeormUnitOfWork } from '../unit-of-work/typeorm.js';
 import { EventHistoryExceptionFilter } from './exception-filter.js';
 import { HistoryContextInterceptor } from './history-context.interceptor.js';
 import {
   EVENT_HISTORY_OPTIONS,
+  EVENT_HISTORY_SETUP,
+  EVENT_HISTORY_STORE,
   type EventEmitterLike,
   type EventHistoryModuleAsyncOptions,
   type EventHistoryModuleOptions,
@@ -68,7 +73,27 @@ export class EventHistoryBinding implements OnModuleInit, OnApplicationShutdown 
     if (host !== undefined) {
       this.#unbind.push(registerSessionProvider(() => (host.isTransactionActive() ? host.tx : undefined)));
     }
+    await this.#unitOfWork();
     if (this.#options.committedEvents) await this.#publishCommitted();
+  }
+
+  /** The default store and the unit of work on the data source (see `dataSource`, `track`, `store`). */
+  async #unitOfWork(): Promise<void> {
+    const { track } = this.#options;
+    const { dataSource, store } = this.#moduleRef.get<HistorySetup>(EVENT_HISTORY_SETUP, { strict: false });
+    if (store !== undefined) {
+      setDefaultHistoryWriter(store);
+      this.#unbind.push(() => setDefaultHistoryWriter(undefined));
+    }
+    if (dataSource !== undefined) {
+      if (track === undefined || track.length === 0) {
+        throw new TypeError(
+          'EventHistoryModule: dataSource was given without track. Name the entity classes to version and record: ' +
+            'track: [ArticleEntity, UserEntity].',
+        );
+      }
+      this.#unbind.push(registerUnitOfWork(typeormUnitOfWork(dataSource, { track })));
+    }
   }
 
   /** Emits each committed entry on the event bus (see `committedEvents`). */
@@ -99,6 +124,54 @@ export class EventHistoryBinding implements OnModuleInit, OnApplicationShutdown 
     if (typeof host !== 'function') return host;
     return this.#moduleRef.get(host, { strict: false });
   }
+}
+
+function isDataSource(value: object): value is TypeOrmDataSourceLike {
+  return typeof (value as { getMetadata?: unknown }).getMetadata === 'function' && 'manager' in value;
+}
+
+/** The resolved `dataSource` and `store` options. */
+interface HistorySetup {
+  readonly dataSource: TypeOrmDataSourceLike | undefined;
+  readonly store: HistoryWriter | undefined;
+}
+
+/**
+ * The provider of the resolved data source and store: the `DataSource` class given as
+ * `dataSource` is injected (so Nest creates TypeORM's first), and the store built on it.
+ */
+function setupProvider(dataSourceOption: EventHistoryModuleOptions['dataSource'] | 'async'): Provider {
+  const token =
+    dataSourceOption === undefined || dataSourceOption === 'async' || isDataSource(dataSourceOption)
+      ? undefined
+      : dataSourceOption;
+  return {
+    provide: EVENT_HISTORY_SETUP,
+    inject: token === undefined ? [EVENT_HISTORY_OPTIONS] : [EVENT_HISTORY_OPTIONS, token],
+    useFactory: async (options: EventHistoryModuleOptions, injected?: TypeOrmDataSourceLike): Promise<HistorySetup> => {
+      const given = options.dataSource;
+      const dataSource = injected ?? (given !== undefined && isDataSource(given) ? given : undefined);
+      if (given !== undefined && dataSource === undefined) {
+        throw new TypeError(
+          'EventHistoryModule.forRootAsync: pass the DataSource instance as dataSource (inject it into useFactory).',
+        );
+      }
+      const option = options.store;
+      let store: HistoryWriter | undefined;
+      if (typeof option === 'function') {
+        if (dataSource === undefined) {
+          throw new TypeError(
+            'EventHistoryModule: store is a function of the dataSource, but no dataSource was given.',
+          );
+        }
+        store = option(dataSource as TypeOrmDataSourceLike & { readonly driver: object });
+      } else store = option;
+      if (store !== undefined && options.ensureSchema) {
+        await (store as { ensureSchema?: () => Promise<void> }).ensureSchema?.();
+      }
+      return { dataSource, store };
+    },
+  };
 }
 
 /** `EventEmitter2`, loaded only when `committedEvents` asks for it (an optional peer). */
@@ -144,7 +217,7 @@ export class EventHistoryModule {
    * ```
    */
   static forRoot(options: EventHistoryModuleOptions = {}): DynamicModule {
-    return dynamicModule({ provide: EVENT_HISTORY_OPTIONS, useValue: options }, options, []);
+    return dynamicModule({ provide: EVENT_HISTORY_OPTIONS, useValue: options }, options, [], options.dataSource);
   }
 
   /**
@@ -160,7 +233,7 @@ export class EventHistoryModule {
       useFactory: options.useFactory as (...args: unknown[]) => EventHistoryModuleOptions,
       inject: options.inject ?? [],
     };
-    return dynamicModule(provider, options, options.imports ?? []);
+    return dynamicModule(provider, options, options.imports ?? [], 'async');
   }
 }
 
@@ -171,8 +244,19 @@ function dynamicModule(
   optionsProvider: Provider,
   switches: { readonly interceptor?: boolean; readonly filter?: boolean },
   imports: NonNullable<DynamicModule['imports']>,
+  dataSource: EventHistoryModuleOptions['dataSource'] | 'async',
 ): DynamicModule {
-  const providers: Provider[] = [optionsProvider, EventHistoryBinding, HistoryContextInterceptor];
+  const providers: Provider[] = [
+    optionsProvider,
+    setupProvider(dataSource),
+    {
+      provide: EVENT_HISTORY_STORE,
+      useFactory: (setup: HistorySetup) => setup.store ?? null,
+      inject: [EVENT_HISTORY_SETUP],
+    },
+    EventHistoryBinding,
+    HistoryContextInterceptor,
+  ];
   if (switches.interceptor !== false) {
     providers.push({
       provide: APP_INTERCEPTOR,
@@ -192,6 +276,6 @@ function dynamicModule(
     global: true,
     imports,
     providers,
-    exports: [EVENT_HISTORY_OPTIONS, HistoryContextInterceptor],
+    exports: [EVENT_HISTORY_OPTIONS, EVENT_HISTORY_STORE, HistoryContextInterceptor],
   };
 }

@@ -8,4 +8,4 @@ export type {
   EventHistoryModuleOptions,
   TransactionHostLike,
 } from './options.js';
-export { EVENT_HISTORY_OPTIONS } from './options.js';
+export { EVENT_HISTORY_OPTIONS, EVENT_HISTORY_STORE } from './options.js';

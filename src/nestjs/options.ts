@@ -1,5 +1,8 @@
 import type { ExecutionContext, InjectionToken, ModuleMetadata, OptionalFactoryDependency } from '@nestjs/common';
 import type { HistoryContext } from '../context.js';
+import type { HistoryWriter } from '../history/entry.js';
+import type { TrackedType } from '../unit-of-work/contract.js';
+import type { TypeOrmDataSourceLike } from '../unit-of-work/typeorm.js';
 
 /**
  * The part of `@nestjs-cls/transactional`'s `TransactionHost` the module uses: whether a
@@ -45,12 +48,29 @@ export interface CommittedEventsOptions {
  *
  * ```ts
  * EventHistoryModule.forRoot({
+ *   dataSource: DataSource,
+ *   track: [ArticleEntity, { entity: UserEntity, redact: ['password'] }],
+ *   store: (dataSource) => typeormHistoryStore(dataSource),
  *   actor: (context) => context.switchToHttp().getRequest().headers['x-user-id'],
- *   transactionHost: TransactionHost,
  * });
  * ```
  */
 export interface EventHistoryModuleOptions {
+  /**
+   * The TypeORM `DataSource` decorated methods given no session run on, as one unit of work each
+   * (see `typeormUnitOfWork`): the `DataSource` class (resolved through DI, as `TypeOrmModule`
+   * provides it) or an instance. Needs `track`.
+   */
+  readonly dataSource?: TypeOrmDataSourceLike | (abstract new (...args: never[]) => TypeOrmDataSourceLike);
+  /** The entity classes whose writes in a unit of work are versioned and recorded. */
+  readonly track?: readonly TrackedType[];
+  /**
+   * The history store of `@HistoryTracked()` given no source: a store, or a function that builds
+   * one from the resolved `dataSource` (`(ds) => typeormHistoryStore(ds)`).
+   */
+  readonly store?: HistoryWriter | ((dataSource: TypeOrmDataSourceLike & { readonly driver: object }) => HistoryWriter);
+  /** Runs the store's `ensureSchema()` at start-up (default `false`: create the table in a migration). */
+  readonly ensureSchema?: boolean;
   /**
    * Who handles the request: written as `actor` into every history entry of the request (through
    * the module's {@link HistoryContextInterceptor}). `undefined` leaves entries without actor.
@@ -105,3 +125,16 @@ export interface EventHistoryModuleAsyncOptions extends Pick<ModuleMetadata, 'im
  * ```
  */
 export const EVENT_HISTORY_OPTIONS: unique symbol = Symbol.for('event-history:nestjs-options');
+
+/**
+ * The injection token of the module's `store` (built on the data source when `store` is a
+ * function), to read history back in a controller: `null` when no store was given.
+ *
+ * ```ts
+ * constructor(@Inject(EVENT_HISTORY_STORE) private readonly history: PostgresHistoryStore) {}
+ * ```
+ */
+export const EVENT_HISTORY_STORE: unique symbol = Symbol.for('event-history:nestjs-store');
+
+/** @internal The token of the resolved data source and store. */
+export const EVENT_HISTORY_SETUP: unique symbol = Symbol.for('event-history:nestjs-setup');

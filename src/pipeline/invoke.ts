@@ -26,6 +26,7 @@ import { finishEntry, isUnchanged, readPrevious } from './previous.js';
 import type { MethodSpec } from './spec.js';
 import { type Stamp, stampEntity } from './stamp.js';
 import { anyCause, backoff, childFrame, endFrame, inTurn, newFrame, propagation, undo } from './transaction.js';
+import { runUnitOfWork, unitOfWorkFor } from './unit-of-work.js';
 import { resolveWriter } from './writer.js';
 
 type Entity = Record<string, unknown>;
@@ -50,6 +51,11 @@ export function invoke(spec: MethodSpec, service: object, args: unknown[]): Prom
   // Not async: one promise fewer per call. Synchronous failures still reach the caller as rejections.
   try {
     const plan = planFor(spec, service);
+    const unitSource = unitOfWorkFor(plan, args, ambient()?.session ?? providedSession());
+    if (unitSource !== undefined) {
+      const unitWriter = plan.source === undefined ? undefined : resolveWriter(plan.source, service, plan.method);
+      return runUnitOfWork(spec, plan, service, args, unitWriter, unitSource);
+    }
     const candidate = args[plan.entityIndex];
     const entityType = readingEntity(plan, undefined, () => entityTypeOf(plan, candidate));
     const entity = readingEntity(plan, entityType, () => {

@@ -24,6 +24,29 @@ export function setHistoryWriterResolver(resolver: HistoryWriterResolver | undef
   holder[RESOLVER_KEY] = resolver;
 }
 
+const defaults = shared('default-history-writer', () => ({ writer: undefined as HistoryWriter | undefined }));
+
+/**
+ * Sets (or, with `undefined`, clears) the writer of `@HistoryTracked()` given no source: the
+ * NestJS module sets its `store` option.
+ *
+ * ```ts
+ * setDefaultHistoryWriter(new PostgresHistoryStore(pool));
+ * ```
+ */
+export function setDefaultHistoryWriter(writer: HistoryWriter | undefined): void {
+  defaults.writer = writer;
+}
+
+/** @internal The source of `@HistoryTracked()`: the default writer, looked up at each call. */
+export const DEFAULT_HISTORY_SOURCE = (): HistoryWriter => {
+  if (defaults.writer !== undefined) return defaults.writer;
+  throw new DecoratorError(
+    '@HistoryTracked() was given no history source and no default store is set. Pass the store to ' +
+      'EventHistoryModule.forRoot({ store }) (or setDefaultHistoryWriter(store)), or name a source: @HistoryTracked(store).',
+  );
+};
+
 const byClass = shared('writers-by-class', () => new WeakMap<object, WeakMap<object, HistoryWriter>>());
 
 export function resolveWriter(source: HistorySource, service: object, method: string): HistoryWriter {

@@ -11,6 +11,10 @@ describe('the default conflict check', () => {
     ['mysql2 [result, fields]', [{ affectedRows: 0 }, undefined]],
     ['better-sqlite3', { changes: 0, lastInsertRowid: 0 }],
     ['TypeORM', { raw: [], affected: 0 }],
+    [
+      'TypeORM on MySQL without affected (0.2)',
+      { raw: { affectedRows: 0, insertId: 0 }, affected: undefined, generatedMaps: [] },
+    ],
     ['Prisma updateMany', { count: 0 }],
     ['Kysely updateTable', { numUpdatedRows: 0n }],
     ['Kysely deleteFrom', { numDeletedRows: 0n }],
@@ -23,6 +27,7 @@ describe('the default conflict check', () => {
     ['MongoDB updateOne that matched', { matchedCount: 1, modifiedCount: 0 }],
     ['pg UPDATE that matched', { command: 'UPDATE', rowCount: 1 }],
     ['pg SELECT with no rows', { command: 'SELECT', rowCount: 0 }],
+    ['TypeORM on MySQL without affected, one row matched', { raw: { affectedRows: 1 }, affected: undefined }],
     ['undefined', undefined],
     ['null', null],
     ['0', 0],

@@ -1,0 +1,40 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { TypeOrmModule, type TypeOrmModuleOptions } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { typeormHistoryStore } from '../../../src/index.js';
+import { EventHistoryModule } from '../../../src/nestjs/index.js';
+import { ArticleController } from './article.controller.js';
+import { ArticleEntity } from './article.entity.js';
+import { ArticleService } from './article.service.js';
+import { HistoryController } from './history.controller.js';
+import { UserController } from './user.controller.js';
+import { UserEntity } from './user.entity.js';
+import { UserService } from './user.service.js';
+
+/** Where the app keeps its data: TypeORM's connection options. */
+export type DatabaseOptions = TypeOrmModuleOptions;
+
+@Module({
+  imports: [TypeOrmModule.forFeature([ArticleEntity, UserEntity])],
+  controllers: [ArticleController, UserController, HistoryController],
+  providers: [ArticleService, UserService],
+})
+class RealworldModule {}
+
+/** The application's root module on the given database. */
+export function appModule(database: DatabaseOptions, historyTable = 'entity_history'): DynamicModule {
+  return {
+    module: class AppModule {},
+    imports: [
+      TypeOrmModule.forRoot({ ...database, entities: [ArticleEntity, UserEntity] } as TypeOrmModuleOptions),
+      EventHistoryModule.forRoot({
+        dataSource: DataSource,
+        track: [ArticleEntity, { entity: UserEntity, redact: ['password'] }],
+        store: (dataSource) => typeormHistoryStore(dataSource, { table: historyTable }),
+        ensureSchema: true,
+        actor: (context) => context.switchToHttp().getRequest<{ headers: Record<string, string> }>().headers['x-user'],
+      }),
+      RealworldModule,
+    ],
+  };
+}

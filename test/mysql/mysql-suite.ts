@@ -112,7 +112,7 @@ export function runMysqlSuite<C extends MysqlQueryable, P>(kit: MysqlDriverKit<C
       if (pool === undefined) return;
       try {
         const tables = [ordersTable, historyTable, locksTable, weightTable, ...extraTables];
-        await exec(pool, `DROP TABLE IF EXISTS ${tables.join(', ')}`);
+        await exec(pool, `DROP TABLE IF EXISTS ${tables.flatMap((t) => [t, `${t}_heads`]).join(', ')}`);
       } finally {
         await kit.endPool(pool);
       }

@@ -12,7 +12,7 @@ import { PostgresHistoryStore } from '../../src/postgres/index.js';
 import { SqliteHistoryStore } from '../../src/sqlite/index.js';
 import { type DrizzleLike, drizzleAdapter } from '../../src/transactions/drizzle.js';
 import { Order, orderId, runBehaviourSuite } from '../integration/behaviour.js';
-import { type SuiteStore } from '../integration/fixture.js';
+import type { SuiteStore } from '../integration/fixture.js';
 import { countHistory, postgresTamper } from '../postgres/shared.js';
 import { suiteNeeding } from '../support/skip.js';
 import { type OrmCase, runOrmSuite, uniqueName } from './orm-suite.js';

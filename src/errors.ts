@@ -177,42 +177,58 @@ export class SessionEndedError extends EventHistoryError {
  */
 export class InvalidEntityError extends EventHistoryError {
   readonly entityType: string | undefined;
+  /**
+   * The call got no entity object at all where the decorator looks for one (a decorator on the
+   * wrong method, or the wrong `entityIndex`): a mistake in the code, not in the data it was given.
+   * The NestJS filter answers it with a logged 500 rather than a 400.
+   */
+  readonly programmingError: boolean;
 
-  constructor(message: string, entityType?: string, options?: { cause?: unknown }) {
+  constructor(message: string, entityType?: string, options?: { cause?: unknown; programmingError?: boolean }) {
     super('INVALID_ENTITY', message, options);
     this.entityType = entityType;
+    this.programmingError = options?.programmingError === true;
   }
 }
 
 /**
  * Another writer changed the entity first: the guarded write matched nothing, or the history
- * already holds this version. Re-read the entity and apply the change again.
+ * already holds this version. Re-read the entity and apply the change again. A create whose
+ * entity already exists (its row, or version 1 of its history) is one too, with `duplicate` set
+ * and a message of its own: there is nothing to reload, the id is taken.
  *
  * ```ts
- * catch (e) { if (e instanceof VersionConflictError) order = await reload(e.entityId); }
+ * catch (e) { if (e instanceof VersionConflictError && !e.duplicate) order = await reload(e.entityId); }
  * ```
  */
 export class VersionConflictError extends EventHistoryError {
   readonly entityType: string;
   readonly entityId: string;
   readonly expectedVersion: number | undefined;
+  /** A create found the entity already there (its id taken), rather than a concurrent change. */
+  readonly duplicate: boolean;
 
   constructor(
     entityType: string,
     entityId: string,
     expectedVersion: number | undefined,
-    options?: { cause?: unknown; detail?: string },
+    options?: { cause?: unknown; detail?: string; duplicate?: boolean },
   ) {
+    const detail = options?.detail ? ` (${options.detail})` : '';
     const expected = expectedVersion === undefined ? '' : ` at version ${expectedVersion}`;
     super(
       'VERSION_CONFLICT',
-      `${entityType} ${entityId}${expected} was changed by another writer${options?.detail ? ` (${options.detail})` : ''}. ` +
-        'Nothing of this call was kept: reload the entity and apply the change again.',
+      options?.duplicate === true
+        ? `${entityType} ${entityId} already exists${detail}, so it cannot be created again. Nothing of this call was ` +
+            'kept: update the existing entity instead, or create this one under an id of its own.'
+        : `${entityType} ${entityId}${expected} was changed by another writer${detail}. ` +
+            'Nothing of this call was kept: reload the entity and apply the change again.',
       options,
     );
     this.entityType = entityType;
     this.entityId = entityId;
     this.expectedVersion = expectedVersion;
+    this.duplicate = options?.duplicate === true;
   }
 }
 

@@ -9,7 +9,14 @@ export type {
   VersionedOptions,
 } from './decorators/options.js';
 export { EntityArg, SessionArg } from './decorators/params.js';
-export type { AsyncMethodLike, ClassOrMethodDecorator, DefaultServiceShape, ServiceShape } from './decorators/types.js';
+export type {
+  AsyncMethodLike,
+  CheckedService,
+  ClassOrMethodDecorator,
+  DefaultServiceShape,
+  ServiceProblems,
+  ServiceShape,
+} from './decorators/types.js';
 export { Versioned } from './decorators/versioned.js';
 export type { CommitInFlight, EventHistoryErrorCode, TransactionStateErrorCode } from './errors.js';
 export {

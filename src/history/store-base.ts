@@ -63,5 +63,6 @@ export function versionTaken(entry: HistoryEntry, cause?: unknown): VersionConfl
   return new VersionConflictError(entry.entityType, entry.entityId, entry.version - 1, {
     cause,
     detail: `history already holds version ${entry.version}`,
+    duplicate: entry.op === 'create',
   });
 }

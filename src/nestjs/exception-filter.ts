@@ -10,9 +10,10 @@ import {
 /**
  * The HTTP answer for a library error: `VersionConflictError` → 409 Conflict (with `entityType`,
  * `entityId`, `expectedVersion`), `TransactionRetriesExhaustedError` (concurrent transactions kept colliding) → 409 too,
- * `InvalidEntityError` → 400 Bad Request; anything else is a
- * server-side problem (a missing session, an unsupported session, a failed history write) and
- * stays a 500 with a generic message, logged by Nest.
+ * `InvalidEntityError` → 400 Bad Request (except one that says the call got no entity at all, a
+ * misplaced decorator: `programmingError`); anything else is a server-side problem (a missing
+ * session, an unsupported session, a failed history write, a misplaced decorator) and stays a 500
+ * with a generic message, logged by Nest.
  *
  * ```ts
  * httpErrorOf(new VersionConflictError('Order', '42', 3)); // { status: 409, body: { … } }
@@ -40,7 +41,8 @@ export function httpErrorOf(error: EventHistoryError): { status: number; body: R
       body: { statusCode: HttpStatus.CONFLICT, error: 'Conflict', code: error.code, message: error.message },
     };
   }
-  if (error instanceof InvalidEntityError) {
+  // No entity where the decorator looks for one is a mistake in the code: Nest's logged 500.
+  if (error instanceof InvalidEntityError && !error.programmingError) {
     return {
       status: HttpStatus.BAD_REQUEST,
       body: { statusCode: HttpStatus.BAD_REQUEST, error: 'Bad Request', code: error.code, message: error.message },

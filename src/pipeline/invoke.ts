@@ -536,6 +536,7 @@ function historyWriteFailure(
     return new VersionConflictError(entry.entityType, entry.entityId, stamp.expectedVersion, {
       cause: error,
       detail: `history already holds version ${entry.version}`,
+      duplicate: entry.op === 'create',
     });
   }
   return new HistoryWriteError(entry.entityType, entry.entityId, entry.version, error);
@@ -555,7 +556,7 @@ function classify(
   const expected = stamp?.expectedVersion ?? expectedOf(call);
   return new VersionConflictError(call.entityType, id, expected, {
     cause: error,
-    detail: call.plan.op === 'create' ? 'it already exists' : 'the database reported a write conflict',
+    ...(call.plan.op === 'create' ? { duplicate: true } : { detail: 'the database reported a write conflict' }),
   });
 }
 
@@ -610,13 +611,14 @@ function readingEntity<T>(plan: CallPlan, entityType: string | undefined, read: 
 }
 
 function validateEntity(plan: CallPlan, entity: unknown, entityType: string): asserts entity is Entity {
-  const fail = (problem: string, fix: string): never => {
-    throw new InvalidEntityError(`${plan.method} ${problem}. ${fix}`, entityType);
+  const fail = (problem: string, fix: string, programmingError = false): never => {
+    throw new InvalidEntityError(`${plan.method} ${problem}. ${fix}`, entityType, { programmingError });
   };
   if (entity === null || typeof entity !== 'object' || Array.isArray(entity)) {
     fail(
       `expects an entity object as argument ${plan.entityIndex}, got ${entity === null ? 'null' : Array.isArray(entity) ? 'an array' : typeof entity}`,
       'Pass the entity there, or set entityIndex / @EntityArg() to where it is.',
+      true,
     );
   }
   if (Object.isFrozen(entity)) {

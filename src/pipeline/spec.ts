@@ -57,8 +57,18 @@ export function inferOp(methodName: string): HistoryOp | undefined {
   return undefined;
 }
 
-/** The operation a call performs: the decorators' explicit one, else the name's. */
+/**
+ * The operation a call performs: the decorators' explicit one (either may carry it), else the
+ * name's. Asked when the method is first called, once every decorator has been applied.
+ */
 export function opOf(spec: MethodSpec): HistoryOp {
+  const op = explicitOp(spec) ?? inferOp(spec.name);
+  if (op === undefined) throw unknownOp(spec);
+  return op;
+}
+
+/** The op the decorators give, or `undefined`; two that disagree are a `DecoratorError`. */
+function explicitOp(spec: MethodSpec): HistoryOp | undefined {
   const explicit = [spec.versioned?.op, spec.tracked?.op].filter((op): op is HistoryOp => op !== undefined);
   const [first] = explicit;
   if (first !== undefined && explicit.some((op) => op !== first)) {
@@ -66,20 +76,27 @@ export function opOf(spec: MethodSpec): HistoryOp {
       `${spec.name} is declared as '${explicit.join("' and '")}' by its two decorators. Give both the same op.`,
     );
   }
-  return first ?? inferOp(spec.name) ?? 'update';
+  return first;
+}
+
+function unknownOp(spec: MethodSpec): DecoratorError {
+  const labels = [spec.versioned && '@Versioned', spec.tracked && '@HistoryTracked'].filter(Boolean).join(' or ');
+  return new DecoratorError(
+    `${labels} cannot tell whether ${spec.name} creates, updates or deletes: the name starts with none of save/create/insert/add, ` +
+      `update/patch/replace, delete/remove/destroy. Pass { op: 'create' | 'update' | 'delete' } to ${labels} ` +
+      '(one decorator carrying it is enough).',
+  );
 }
 
 /**
- * Each decoration must know its operation by itself, so that the check does not depend on
- * the order the decorators are applied in.
+ * Whether the method's operation is settled as far as the decorators applied so far can tell. One
+ * decorator without an op on a name that says nothing may still get it from the other decorator,
+ * applied after it (decorators apply bottom-up), so that case waits for the first call; with both
+ * applied, a missing op is an error at once.
  */
-function checkOp(name: string, label: string, op: HistoryOp | undefined): void {
-  if (op !== undefined || inferOp(name) !== undefined) return;
-  throw new DecoratorError(
-    `${label} cannot tell whether ${name} creates, updates or deletes: the name starts with none of save/create/insert/add, ` +
-      `update/patch/replace, delete/remove/destroy. Pass { op: 'create' | 'update' | 'delete' } to ${label} ` +
-      '(and to every other event-history decorator on this method).',
-  );
+function checkOp(spec: MethodSpec): void {
+  const op = explicitOp(spec) ?? inferOp(spec.name);
+  if (op === undefined && spec.versioned !== undefined && spec.tracked !== undefined) throw unknownOp(spec);
 }
 
 /**
@@ -101,13 +118,11 @@ export function decorate(
   const existing = specOf(fn);
   const spec: MethodSpec = existing ?? { name, original: fn as AsyncMethod };
   if ('versioned' in addition) {
-    checkOp(name, '@Versioned', addition.versioned.op);
     spec.versioned = merge(spec.versioned, addition.versioned, '@Versioned', name);
   } else {
-    checkOp(name, '@HistoryTracked', addition.tracked.op);
     spec.tracked = merge(spec.tracked, addition.tracked, '@HistoryTracked', name);
   }
-  opOf(spec);
+  checkOp(spec);
   return existing ? (fn as WrappedMethod) : createWrapper(spec);
 }
 

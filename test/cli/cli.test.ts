@@ -217,7 +217,7 @@ if (DATABASE_URL === undefined && !REQUIRE_DATABASES) {
     });
 
     afterAll(async () => {
-      await pool?.query(`DROP TABLE IF EXISTS ${table}`);
+      await pool?.query(`DROP TABLE IF EXISTS ${table}, ${table}_heads`);
       await pool?.end();
     });
 
@@ -266,7 +266,7 @@ describeMysql('event-history CLI on MySQL/MariaDB', () => {
   });
 
   afterAll(async () => {
-    await pool?.query(`DROP TABLE IF EXISTS ${table}`);
+    await pool?.query(`DROP TABLE IF EXISTS ${table}, ${table}_heads`);
     await pool?.end();
   });
 

@@ -182,25 +182,41 @@ describe('decoration mistakes are DecoratorErrors when the class is defined', ()
     }).toThrow(/lists method 'store', but Service has no such method/);
   });
 
-  it('an operation that cannot be inferred from the method name', () => {
+  it('an operation that cannot be inferred from the method name, and that no decorator gives', async () => {
+    // Both decorators there, neither with op: at class definition.
     expect(() => {
       class Service {
         @Versioned()
-        async process(_order: Order) {}
-      }
-      return Service;
-    }).toThrow(DecoratorError);
-  });
-
-  it('an operation given to one decorator only, when the name says nothing', () => {
-    expect(() => {
-      class Service {
-        @Versioned({ op: 'create' })
         @HistoryTracked(new MemoryHistoryStore())
         async process(_order: Order) {}
       }
       return Service;
-    }).toThrow(/Pass \{ op/);
+    }).toThrow(/cannot tell whether process creates.*one decorator carrying it is enough/);
+    // One decorator alone might still get op from one applied after it: at the first call.
+    class Lone {
+      @Versioned()
+      async process(_order: Order) {}
+    }
+    await expect(new Lone().process({ id: 'x', total: 1 })).rejects.toThrow(DecoratorError);
+  });
+
+  it('an operation given to one decorator only is enough, whichever carries it', async () => {
+    const store = new MemoryHistoryStore();
+    class Service {
+      readonly history = store;
+      @Versioned({ op: 'create', requireSession: false })
+      @HistoryTracked('history', { entityType: 'Order' })
+      async process(_order: Order) {}
+
+      @Versioned({ requireSession: false })
+      @HistoryTracked('history', { op: 'update', entityType: 'Order' })
+      async reprice(_order: Order) {}
+    }
+    const order: Order = { id: 'once', total: 1 };
+    await new Service().process(order);
+    await new Service().reprice(order);
+    expect(order.version).toBe(2);
+    expect((await store.list('Order', 'once')).map((entry) => entry.op)).toEqual(['create', 'update']);
   });
 
   it('two decorators that disagree on the operation', () => {

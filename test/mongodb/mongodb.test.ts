@@ -218,7 +218,8 @@ describe('a decorated service on the MongoDB driver', () => {
   it('retries the whole transaction, with a new txnNumber, after a TransientTransactionError', async (ctx) => {
     const order = new Order('o1', 10);
     const txn = nextTxn(session);
-    if (!(await failNext('insert', 112, ['TransientTransactionError']))) ctx.skip();
+    if (!(await failNext('insert', 112, ['TransientTransactionError'])))
+      ctx.skip('the MongoDB server refuses the failCommand fail point (start it with enableTestCommands)');
 
     await services.orderService.save(order, session);
 
@@ -237,7 +238,8 @@ describe('a decorated service on the MongoDB driver', () => {
   it('sends commitTransaction again when the commit outcome is unknown', async (ctx) => {
     const order = new Order('o1', 10);
     const txn = nextTxn(session);
-    if (!(await failNext('commitTransaction', 50, ['UnknownTransactionCommitResult']))) ctx.skip();
+    if (!(await failNext('commitTransaction', 50, ['UnknownTransactionCommitResult'])))
+      ctx.skip('the MongoDB server refuses the failCommand fail point (start it with enableTestCommands)');
 
     await services.orderService.save(order, session);
 

@@ -140,7 +140,7 @@ export function runMysqlSafetySuite<C extends MysqlQueryable, P>(kit: MysqlDrive
       if (pool === undefined) return;
       try {
         const tables = [ordersTable, historyTable, canaryTable, locksTable, weightTable, ...ddlTables];
-        await exec(pool, `DROP TABLE IF EXISTS ${tables.join(', ')}`);
+        await exec(pool, `DROP TABLE IF EXISTS ${tables.flatMap((t) => [t, `${t}_heads`]).join(', ')}`);
       } finally {
         await kit.endPool(pool);
       }

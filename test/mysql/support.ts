@@ -171,7 +171,10 @@ export class MysqlFixture<C extends MysqlQueryable, P> implements DatabaseFixtur
     this.#pool = this.#store = undefined;
     if (pool === undefined) return;
     try {
-      await this.kit.exec(pool, `DROP TABLE IF EXISTS ${this.ordersTable}, ${this.historyTable}`);
+      await this.kit.exec(
+        pool,
+        `DROP TABLE IF EXISTS ${this.ordersTable}, ${this.historyTable}, ${this.historyTable}_heads`,
+      );
     } finally {
       await this.kit.endPool(pool);
     }

@@ -38,8 +38,8 @@ describe('built-in adapter matching across ORMs and drivers', () => {
     void session.endSession();
   });
 
-  it('a pg Pool, which is no session, is claimed by no adapter', () => {
-    expect(findAdapter(pool)).toBeUndefined();
+  it('a pg Pool goes to the pool adapter, which takes a client for each call', () => {
+    expect(findAdapter(pool)?.name).toBe('pg-pool');
   });
 
   it('TypeORM’s DataSource, root manager, QueryRunner and transaction manager go to the typeorm adapter', async () => {

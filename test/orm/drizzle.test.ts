@@ -6,14 +6,15 @@ import { drizzle as drizzlePg, type NodePgDatabase } from 'drizzle-orm/node-post
 import { doublePrecision, integer as pgInteger, pgTable, text as pgText, timestamp } from 'drizzle-orm/pg-core';
 import { integer, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { HistoryTracked, MemoryHistoryStore, TransactionStateError, Versioned } from '../../src/index.js';
 import { PostgresHistoryStore } from '../../src/postgres/index.js';
 import { SqliteHistoryStore } from '../../src/sqlite/index.js';
 import { type DrizzleLike, drizzleAdapter } from '../../src/transactions/drizzle.js';
 import { Order, orderId, runBehaviourSuite } from '../integration/behaviour.js';
-import { REQUIRE_DATABASES, type SuiteStore } from '../integration/fixture.js';
+import type { SuiteStore } from '../integration/fixture.js';
 import { countHistory, postgresTamper } from '../postgres/shared.js';
+import { suiteNeeding } from '../support/skip.js';
 import { type OrmCase, runOrmSuite, uniqueName } from './orm-suite.js';
 import { type OrmDriver, RootSessionFixture } from './root-session-fixture.js';
 import { holdTransaction } from './switchable.js';
@@ -247,121 +248,124 @@ function drizzleDriver(): OrmDriver<NodePgDatabase> {
 
 runBehaviourSuite(new RootSessionFixture(drizzleDriver()));
 
-describe.skipIf(!DATABASE_URL && !REQUIRE_DATABASES)('Drizzle on one pg Client, and a tx after its transaction', () => {
-  const tableName = uniqueName('orders');
-  const orders = pgTable(tableName, {
-    id: pgText('id').primaryKey(),
-    total: doublePrecision('total').notNull(),
-    version: pgInteger('version').notNull(),
-    timestamp: timestamp('timestamp', { withTimezone: true }).notNull(),
-  });
-  let pool: pg.Pool;
-  const history = new MemoryHistoryStore();
-  @Versioned()
-  @HistoryTracked(history)
-  class Orders {
-    async save(order: Order, db: NodePgDatabase) {
-      await db
-        .insert(orders)
-        .values({ id: order.id, total: order.total, version: order.version ?? 0, timestamp: new Date() });
-    }
-  }
-  const service = new Orders();
-  const exists = async (id: string) =>
-    (await pool.query(`SELECT 1 FROM ${tableName} WHERE id = $1`, [id])).rowCount === 1;
-
-  beforeAll(async () => {
-    if (!DATABASE_URL) throw new Error('REQUIRE_DATABASES=1, but DATABASE_URL is not set.');
-    pool = new pg.Pool({ connectionString: DATABASE_URL, max: 3 });
-    await pool.query(
-      `CREATE TABLE ${tableName} (id text PRIMARY KEY, total double precision NOT NULL, version integer NOT NULL, "timestamp" timestamptz NOT NULL)`,
-    );
-  });
-  afterAll(async () => {
-    try {
-      await pool?.query(`DROP TABLE IF EXISTS ${tableName}`);
-    } finally {
-      await pool?.end();
-    }
-  });
-
-  it('a call through drizzle(client) joins the transaction the caller began on the client, never commits it', async () => {
-    const client = new pg.Client({ connectionString: DATABASE_URL });
-    await client.connect();
-    try {
-      const db = drizzlePg(client);
-      const mine = new Order(orderId(), 1);
-      const theirs = new Order(orderId(), 2);
-      await client.query('BEGIN');
-      await client.query(`INSERT INTO ${tableName} VALUES ($1, 1, 0, now())`, [mine.id]);
-      await service.save(theirs, db);
-      // Still the caller's transaction: nothing is visible outside it, and ROLLBACK takes both rows.
-      expect(client.getTransactionStatus()).toBe('T');
-      expect(await exists(theirs.id)).toBe(false);
-      await client.query('ROLLBACK');
-      expect([await exists(mine.id), await exists(theirs.id)]).toEqual([false, false]);
-      // Without a transaction of the caller's, the library begins and commits its own.
-      const own = new Order(orderId(), 3);
-      await service.save(own, db);
-      expect(client.getTransactionStatus()).toBe('I');
-      expect(await exists(own.id)).toBe(true);
-    } finally {
-      await client.end();
-    }
-  });
-
-  it('join on drizzle(client) in the caller’s transaction rolls back only the failed work', async () => {
-    const client = new pg.Client({ connectionString: DATABASE_URL });
-    await client.connect();
-    try {
-      const db = drizzlePg(client);
-      const [kept, dropped] = [orderId(), orderId()];
-      await client.query('BEGIN');
-      await client.query(`INSERT INTO ${tableName} VALUES ($1, 1, 0, now())`, [kept]);
-      // Drizzle's `session` is internal to its types; the adapter reads it structurally.
-      const session = db as unknown as DrizzleLike;
-      expect(drizzleAdapter.isActive(session)).toBe(true);
-      await expect(
-        drizzleAdapter.join?.(session, async () => {
-          await db.insert(orders).values({ id: dropped, total: 2, version: 0, timestamp: new Date() });
-          throw new Error('failed');
-        }),
-      ).rejects.toThrow('failed');
-      await client.query('COMMIT');
-      expect([await exists(kept), await exists(dropped)]).toEqual([true, false]);
-    } finally {
-      await client.end();
-    }
-  });
-
-  it('a tx used after its transaction ended is a TransactionStateError and writes nothing', async () => {
-    const db = drizzlePg(pool);
-    let leaked: NodePgDatabase | undefined;
-    await db.transaction(async (tx) => {
-      leaked = tx as unknown as NodePgDatabase;
-      await service.save(new Order(orderId(), 1), leaked);
+suiteNeeding(DATABASE_URL ? undefined : 'DATABASE_URL is not set')(
+  'Drizzle on one pg Client, and a tx after its transaction',
+  () => {
+    const tableName = uniqueName('orders');
+    const orders = pgTable(tableName, {
+      id: pgText('id').primaryKey(),
+      total: doublePrecision('total').notNull(),
+      version: pgInteger('version').notNull(),
+      timestamp: timestamp('timestamp', { withTimezone: true }).notNull(),
     });
-    if (leaked === undefined) throw new Error('no tx');
-    const late = new Order(orderId(), 5);
-    const error = await service.save(late, leaked).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(TransactionStateError);
-    expect((error as TransactionStateError).code).toBe('TRANSACTION_CLOSED');
-    expect(await exists(late.id)).toBe(false);
-    expect(late.version).toBeUndefined();
-    // Even when its pool client is back in someone else's transaction.
-    const other = await pool.connect();
-    try {
-      // pg-pool hands out the client released last: the one the leaked tx ran on.
-      expect((leaked as unknown as { session: { client: unknown } }).session.client).toBe(other);
-      await other.query('BEGIN');
-      const again = new Order(orderId(), 6);
-      const before = pool.totalCount;
-      await expect(service.save(again, leaked)).rejects.toBeInstanceOf(TransactionStateError);
-      await other.query('ROLLBACK');
-      expect(pool.totalCount).toBe(before);
-      expect(await exists(again.id)).toBe(false);
-    } finally {
-      other.release();
+    let pool: pg.Pool;
+    const history = new MemoryHistoryStore();
+    @Versioned()
+    @HistoryTracked(history)
+    class Orders {
+      async save(order: Order, db: NodePgDatabase) {
+        await db
+          .insert(orders)
+          .values({ id: order.id, total: order.total, version: order.version ?? 0, timestamp: new Date() });
+      }
     }
-  });
-});
+    const service = new Orders();
+    const exists = async (id: string) =>
+      (await pool.query(`SELECT 1 FROM ${tableName} WHERE id = $1`, [id])).rowCount === 1;
+
+    beforeAll(async () => {
+      if (!DATABASE_URL) throw new Error('REQUIRE_DATABASES=1, but DATABASE_URL is not set.');
+      pool = new pg.Pool({ connectionString: DATABASE_URL, max: 3 });
+      await pool.query(
+        `CREATE TABLE ${tableName} (id text PRIMARY KEY, total double precision NOT NULL, version integer NOT NULL, "timestamp" timestamptz NOT NULL)`,
+      );
+    });
+    afterAll(async () => {
+      try {
+        await pool?.query(`DROP TABLE IF EXISTS ${tableName}`);
+      } finally {
+        await pool?.end();
+      }
+    });
+
+    it('a call through drizzle(client) joins the transaction the caller began on the client, never commits it', async () => {
+      const client = new pg.Client({ connectionString: DATABASE_URL });
+      await client.connect();
+      try {
+        const db = drizzlePg(client);
+        const mine = new Order(orderId(), 1);
+        const theirs = new Order(orderId(), 2);
+        await client.query('BEGIN');
+        await client.query(`INSERT INTO ${tableName} VALUES ($1, 1, 0, now())`, [mine.id]);
+        await service.save(theirs, db);
+        // Still the caller's transaction: nothing is visible outside it, and ROLLBACK takes both rows.
+        expect(client.getTransactionStatus()).toBe('T');
+        expect(await exists(theirs.id)).toBe(false);
+        await client.query('ROLLBACK');
+        expect([await exists(mine.id), await exists(theirs.id)]).toEqual([false, false]);
+        // Without a transaction of the caller's, the library begins and commits its own.
+        const own = new Order(orderId(), 3);
+        await service.save(own, db);
+        expect(client.getTransactionStatus()).toBe('I');
+        expect(await exists(own.id)).toBe(true);
+      } finally {
+        await client.end();
+      }
+    });
+
+    it('join on drizzle(client) in the caller’s transaction rolls back only the failed work', async () => {
+      const client = new pg.Client({ connectionString: DATABASE_URL });
+      await client.connect();
+      try {
+        const db = drizzlePg(client);
+        const [kept, dropped] = [orderId(), orderId()];
+        await client.query('BEGIN');
+        await client.query(`INSERT INTO ${tableName} VALUES ($1, 1, 0, now())`, [kept]);
+        // Drizzle's `session` is internal to its types; the adapter reads it structurally.
+        const session = db as unknown as DrizzleLike;
+        expect(drizzleAdapter.isActive(session)).toBe(true);
+        await expect(
+          drizzleAdapter.join?.(session, async () => {
+            await db.insert(orders).values({ id: dropped, total: 2, version: 0, timestamp: new Date() });
+            throw new Error('failed');
+          }),
+        ).rejects.toThrow('failed');
+        await client.query('COMMIT');
+        expect([await exists(kept), await exists(dropped)]).toEqual([true, false]);
+      } finally {
+        await client.end();
+      }
+    });
+
+    it('a tx used after its transaction ended is a TransactionStateError and writes nothing', async () => {
+      const db = drizzlePg(pool);
+      let leaked: NodePgDatabase | undefined;
+      await db.transaction(async (tx) => {
+        leaked = tx as unknown as NodePgDatabase;
+        await service.save(new Order(orderId(), 1), leaked);
+      });
+      if (leaked === undefined) throw new Error('no tx');
+      const late = new Order(orderId(), 5);
+      const error = await service.save(late, leaked).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TransactionStateError);
+      expect((error as TransactionStateError).code).toBe('TRANSACTION_CLOSED');
+      expect(await exists(late.id)).toBe(false);
+      expect(late.version).toBeUndefined();
+      // Even when its pool client is back in someone else's transaction.
+      const other = await pool.connect();
+      try {
+        // pg-pool hands out the client released last: the one the leaked tx ran on.
+        expect((leaked as unknown as { session: { client: unknown } }).session.client).toBe(other);
+        await other.query('BEGIN');
+        const again = new Order(orderId(), 6);
+        const before = pool.totalCount;
+        await expect(service.save(again, leaked)).rejects.toBeInstanceOf(TransactionStateError);
+        await other.query('ROLLBACK');
+        expect(pool.totalCount).toBe(before);
+        expect(await exists(again.id)).toBe(false);
+      } finally {
+        other.release();
+      }
+    });
+  },
+);

@@ -126,7 +126,9 @@ class TypeOrmFixture implements DatabaseFixture<QueryRunner> {
     if (!dataSource) return;
     try {
       if (this.kind === 'postgres')
-        await dataSource.query(`DROP TABLE IF EXISTS ${this.ordersTable}, ${this.historyTable}`);
+        await dataSource.query(
+          `DROP TABLE IF EXISTS ${this.ordersTable}, ${this.historyTable}, ${this.historyTable}_heads`,
+        );
     } finally {
       await dataSource.destroy();
     }

@@ -36,3 +36,39 @@ describe('the default conflict check', () => {
     expect(defaultConflict(result)).toBe(false);
   });
 });
+
+describe('a create whose entity already exists', () => {
+  it('is a VersionConflictError that says it already exists, whether the row or the history key refuses it', async () => {
+    const Database = (await import('better-sqlite3')).default;
+    const { HistoryTracked, Versioned, VersionConflictError } = await import('../../src/index.js');
+    const { SqliteHistoryStore } = await import('../../src/sqlite/index.js');
+    const db = new Database(':memory:');
+    db.exec('CREATE TABLE orders (id TEXT PRIMARY KEY, version INTEGER)');
+    const history = new SqliteHistoryStore(db);
+    await history.ensureSchema();
+    let insertRow = true;
+    @Versioned()
+    @HistoryTracked(history, { entityType: 'Order' })
+    class Orders {
+      async save(order: { id: string; version?: number }, session: InstanceType<typeof Database>) {
+        if (insertRow) session.prepare('INSERT INTO orders VALUES (?, ?)').run(order.id, order.version);
+      }
+    }
+    const orders = new Orders();
+    await orders.save({ id: 'o1' }, db);
+    const failures: unknown[] = [];
+    // The row's primary key refuses the second create.
+    await orders.save({ id: 'o1' }, db).catch((error: unknown) => failures.push(error));
+    // No row of its own: the history key (version 1 is taken) refuses it.
+    insertRow = false;
+    await orders.save({ id: 'o1' }, db).catch((error: unknown) => failures.push(error));
+    expect(failures).toHaveLength(2);
+    for (const error of failures) {
+      expect(error).toBeInstanceOf(VersionConflictError);
+      expect((error as InstanceType<typeof VersionConflictError>).duplicate).toBe(true);
+      expect((error as Error).message).toMatch(/^Order o1 already exists/);
+      expect((error as Error).message).not.toMatch(/changed by another writer|reload/);
+    }
+    db.close();
+  });
+});

@@ -404,6 +404,7 @@ describe('a retried unit with nested calls, queued calls and entities of every s
 
   it('retries a class whose only private names are static or methods, or appear in a regular expression', async () => {
     class Token {
+      // biome-ignore lint/correctness/noUnusedPrivateClassMembers: a static private member, the case under test
       static #count = 0;
       id = 't1';
       balance = 0;

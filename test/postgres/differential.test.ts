@@ -2,13 +2,13 @@ import { isDeepStrictEqual } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import fc from 'fast-check';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type HistoryEntry, HistoryWriteError, InvalidEntityError } from '../../src/index.js';
 import { PostgresHistoryStore, type PostgresQueryable, pgAdapter, pgliteAdapter } from '../../src/postgres/index.js';
 import type { TransactionAdapter } from '../../src/transactions/adapter.js';
 import { writeLast } from '../../src/transactions/final-statement.js';
-import { REQUIRE_DATABASES } from '../integration/fixture.js';
 import { useFigures } from '../reliability/support/figures.js';
+import { suiteNeeding } from '../support/skip.js';
 import { uniqueTable } from './shared.js';
 
 /** The adapters' join, which the type leaves optional. */
@@ -21,7 +21,7 @@ const pgJoin = joinOf(pgAdapter);
 const pgliteJoin = joinOf(pgliteAdapter);
 
 const DATABASE_URL = process.env.DATABASE_URL;
-const suite = DATABASE_URL || REQUIRE_DATABASES ? describe : describe.skip;
+const suite = suiteNeeding(DATABASE_URL ? undefined : 'DATABASE_URL is not set');
 const MAX_ENTRIES = 150;
 const MAX_MS = 20_000;
 

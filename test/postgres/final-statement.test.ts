@@ -16,6 +16,7 @@ import type { TransactionAdapter } from '../../src/transactions/adapter.js';
 import { writeLast } from '../../src/transactions/final-statement.js';
 import { Order, orderId } from '../integration/behaviour.js';
 import { REQUIRE_DATABASES } from '../integration/fixture.js';
+import { suiteNeeding } from '../support/skip.js';
 import { orderSql, type Queryable, uniqueTable, wireRoundTrips } from './shared.js';
 
 /** The adapters' join, which the type leaves optional. */
@@ -28,7 +29,7 @@ const pgJoin = joinOf(pgAdapter);
 const pgliteJoin = joinOf(pgliteAdapter);
 
 const DATABASE_URL = process.env.DATABASE_URL;
-const suite = DATABASE_URL || REQUIRE_DATABASES ? describe : describe.skip;
+const suite = suiteNeeding(DATABASE_URL ? undefined : 'DATABASE_URL is not set');
 
 /** Every call of client.query, as the server receives them: one round trip each. */
 function counting(client: pg.PoolClient): { sent: string[]; restore: () => void } {

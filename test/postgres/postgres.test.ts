@@ -15,7 +15,8 @@ import {
 } from '../../src/index.js';
 import { createPgAdapter, PostgresHistoryStore } from '../../src/postgres/index.js';
 import { Order, orderId, runBehaviourSuite } from '../integration/behaviour.js';
-import { type DatabaseFixture, type OrderRow, REQUIRE_DATABASES } from '../integration/fixture.js';
+import type { DatabaseFixture, OrderRow } from '../integration/fixture.js';
+import { suiteNeeding } from '../support/skip.js';
 import { countHistory, expectIndexedReads, orderSql, postgresTamper, recording, uniqueTable } from './shared.js';
 
 const DATABASE_URL = process.env.DATABASE_URL;
@@ -97,9 +98,9 @@ class PostgresFixture implements DatabaseFixture<pg.PoolClient> {
 
 runBehaviourSuite(new PostgresFixture());
 
-const specifics = DATABASE_URL || REQUIRE_DATABASES ? describe : describe.skip;
+const specifics = suiteNeeding(DATABASE_URL ? undefined : 'DATABASE_URL is not set');
 
-specifics(`PostgreSQL specifics${specifics === describe ? '' : ' (skipped because DATABASE_URL is not set)'}`, () => {
+specifics('PostgreSQL specifics', () => {
   let pool: pg.Pool;
   const tables: string[] = [];
 

@@ -25,7 +25,8 @@ import {
   sqliteRelaySource,
 } from '../../src/relay/index.js';
 import { SqliteHistoryStore } from '../../src/sqlite/index.js';
-import { entry, MemoryBroker, NATS_URL, REDIS_URL, REQUIRE_DATABASES, reachable } from './support.js';
+import { suiteNeeding } from '../support/skip.js';
+import { entry, MemoryBroker, NATS_URL, REDIS_URL, reachable } from './support.js';
 
 const DATABASE_URL = process.env.DATABASE_URL;
 const MYSQL_URL = process.env.MYSQL_URL;
@@ -157,7 +158,7 @@ const targets: Target[] = [
 ];
 
 for (const target of targets) {
-  const suite = target.unavailable === undefined || REQUIRE_DATABASES ? describe : describe.skip;
+  const suite = suiteNeeding(target.unavailable);
   suite(`relay from ${target.name}`, () => {
     let opened: Awaited<ReturnType<Target['open']>>;
     beforeAll(async () => {
@@ -296,74 +297,80 @@ describe('dedup ids and the consumer-side deduplicator', () => {
 const natsUp = await reachable(NATS_URL);
 const redisUp = await reachable(REDIS_URL);
 
-(natsUp || REQUIRE_DATABASES ? describe : describe.skip)('relay to NATS JetStream (NATS_URL)', () => {
-  let nc: NatsConnection;
-  const stream = `EH_${randomBytes(4).toString('hex')}`;
-  const prefix = `eh-test-${randomBytes(4).toString('hex')}`;
-  beforeAll(async () => {
-    if (!natsUp) throw new Error(`REQUIRE_DATABASES=1, but no NATS server answers at ${NATS_URL}.`);
-    nc = await connect({ servers: NATS_URL });
-  });
-  afterAll(async () => {
-    if (!nc) return;
-    const jsm = await nc.jetstreamManager();
-    await jsm.streams.delete(stream).catch(() => undefined);
-    await nc.close();
-  });
+suiteNeeding(natsUp ? undefined : `NATS does not answer at ${NATS_URL} (NATS_URL)`)(
+  'relay to NATS JetStream (NATS_URL)',
+  () => {
+    let nc: NatsConnection;
+    const stream = `EH_${randomBytes(4).toString('hex')}`;
+    const prefix = `eh-test-${randomBytes(4).toString('hex')}`;
+    beforeAll(async () => {
+      if (!natsUp) throw new Error(`REQUIRE_DATABASES=1, but no NATS server answers at ${NATS_URL}.`);
+      nc = await connect({ servers: NATS_URL });
+    });
+    afterAll(async () => {
+      if (!nc) return;
+      const jsm = await nc.jetstreamManager();
+      await jsm.streams.delete(stream).catch(() => undefined);
+      await nc.close();
+    });
 
-  it('sets Nats-Msg-Id to the dedup id, so a republished entry is stored once', async () => {
-    const jsm = await nc.jetstreamManager();
-    await ensureNatsStream(jsm, stream, [`${prefix}.>`]);
-    const db = new Database(':memory:');
-    const store = new SqliteHistoryStore(db);
-    await store.ensureSchema();
-    for (let v = 1; v <= 3; v++) await store.save(entry('Order', 'n1', v));
-    const source = sqliteRelaySource(db);
-    const publisher = natsPublisher(nc.jetstream(), { subject: (e) => `${prefix}.${e.entityType}` });
-    const first = await relay({ source, publisher, untilCaughtUp: true });
-    // A crash before the position was saved: the relay starts over and sends all three again.
-    await source.savePosition('replay', 0);
-    const replay = await relay({ source, publisher, name: 'replay', untilCaughtUp: true });
-    expect(first).toMatchObject({ published: 3, duplicates: 0 });
-    expect(replay).toMatchObject({ published: 3, duplicates: 3 });
-    const info = await jsm.streams.info(stream);
-    expect(info.state.messages).toBe(3);
-    const stored = await jsm.streams.getMessage(stream, { seq: info.state.first_seq });
-    expect(stored.header.get('Nats-Msg-Id')).toBe('Order/n1/1');
-    expect(decodeEntry(stored.data)).toMatchObject({ entityType: 'Order', entityId: 'n1', version: 1 });
-    expect(decodeEntry(stored.data).timestamp).toBeInstanceOf(Date);
-  });
-});
+    it('sets Nats-Msg-Id to the dedup id, so a republished entry is stored once', async () => {
+      const jsm = await nc.jetstreamManager();
+      await ensureNatsStream(jsm, stream, [`${prefix}.>`]);
+      const db = new Database(':memory:');
+      const store = new SqliteHistoryStore(db);
+      await store.ensureSchema();
+      for (let v = 1; v <= 3; v++) await store.save(entry('Order', 'n1', v));
+      const source = sqliteRelaySource(db);
+      const publisher = natsPublisher(nc.jetstream(), { subject: (e) => `${prefix}.${e.entityType}` });
+      const first = await relay({ source, publisher, untilCaughtUp: true });
+      // A crash before the position was saved: the relay starts over and sends all three again.
+      await source.savePosition('replay', 0);
+      const replay = await relay({ source, publisher, name: 'replay', untilCaughtUp: true });
+      expect(first).toMatchObject({ published: 3, duplicates: 0 });
+      expect(replay).toMatchObject({ published: 3, duplicates: 3 });
+      const info = await jsm.streams.info(stream);
+      expect(info.state.messages).toBe(3);
+      const stored = await jsm.streams.getMessage(stream, { seq: info.state.first_seq });
+      expect(stored.header.get('Nats-Msg-Id')).toBe('Order/n1/1');
+      expect(decodeEntry(stored.data)).toMatchObject({ entityType: 'Order', entityId: 'n1', version: 1 });
+      expect(decodeEntry(stored.data).timestamp).toBeInstanceOf(Date);
+    });
+  },
+);
 
-(redisUp || REQUIRE_DATABASES ? describe : describe.skip)('relay to Redis Streams (REDIS_URL)', () => {
-  let redis: Redis;
-  const stream = `eh-test-${randomBytes(4).toString('hex')}`;
-  beforeAll(async () => {
-    if (!redisUp) throw new Error(`REQUIRE_DATABASES=1, but no Redis server answers at ${REDIS_URL}.`);
-    redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  });
-  afterAll(async () => {
-    await redis?.del(stream);
-    redis?.disconnect();
-  });
+suiteNeeding(redisUp ? undefined : `Redis does not answer at ${REDIS_URL} (REDIS_URL)`)(
+  'relay to Redis Streams (REDIS_URL)',
+  () => {
+    let redis: Redis;
+    const stream = `eh-test-${randomBytes(4).toString('hex')}`;
+    beforeAll(async () => {
+      if (!redisUp) throw new Error(`REQUIRE_DATABASES=1, but no Redis server answers at ${REDIS_URL}.`);
+      redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    });
+    afterAll(async () => {
+      await redis?.del(stream);
+      redis?.disconnect();
+    });
 
-  it('XADDs each entry with its dedup id; consumeDeduplicated hands each entry over once', async () => {
-    const db = new Database(':memory:');
-    const store = new SqliteHistoryStore(db);
-    await store.ensureSchema();
-    for (let v = 1; v <= 4; v++) await store.save(entry('Order', 'r1', v));
-    await store.save(entry('Order', 'r2', 1));
-    const source = sqliteRelaySource(db);
-    const publisher = redisPublisher(redis, { stream });
-    await relay({ source, publisher, untilCaughtUp: true });
-    await source.savePosition('replay', 2);
-    await relay({ source, publisher, name: 'replay', untilCaughtUp: true });
-    expect(await redis.xlen(stream)).toBe(8);
-    const got: string[] = [];
-    const result = await consumeDeduplicated(redis, (e) => void got.push(dedupId(e)), { stream, untilEmpty: true });
-    expect(got).toEqual(['Order/r1/1', 'Order/r1/2', 'Order/r1/3', 'Order/r1/4', 'Order/r2/1']);
-    expect(result).toMatchObject({ duplicatesDropped: 3, delivered: 5 });
-    const [[, fields]] = (await redis.xrange(stream, '-', '+', 'COUNT', 1)) as [[string, string[]]];
-    expect(fields.slice(0, 2)).toEqual(['id', 'Order/r1/1']);
-  });
-});
+    it('XADDs each entry with its dedup id; consumeDeduplicated hands each entry over once', async () => {
+      const db = new Database(':memory:');
+      const store = new SqliteHistoryStore(db);
+      await store.ensureSchema();
+      for (let v = 1; v <= 4; v++) await store.save(entry('Order', 'r1', v));
+      await store.save(entry('Order', 'r2', 1));
+      const source = sqliteRelaySource(db);
+      const publisher = redisPublisher(redis, { stream });
+      await relay({ source, publisher, untilCaughtUp: true });
+      await source.savePosition('replay', 2);
+      await relay({ source, publisher, name: 'replay', untilCaughtUp: true });
+      expect(await redis.xlen(stream)).toBe(8);
+      const got: string[] = [];
+      const result = await consumeDeduplicated(redis, (e) => void got.push(dedupId(e)), { stream, untilEmpty: true });
+      expect(got).toEqual(['Order/r1/1', 'Order/r1/2', 'Order/r1/3', 'Order/r1/4', 'Order/r2/1']);
+      expect(result).toMatchObject({ duplicatesDropped: 3, delivered: 5 });
+      const [[, fields]] = (await redis.xrange(stream, '-', '+', 'COUNT', 1)) as [[string, string[]]];
+      expect(fields.slice(0, 2)).toEqual(['id', 'Order/r1/1']);
+    });
+  },
+);

@@ -17,15 +17,15 @@ import { Redis } from 'ioredis';
 import * as mariadb from 'mariadb';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { expectedVersion, HistoryTracked, VersionConflictError, Versioned } from '../../src/index.js';
 import { MysqlHistoryStore } from '../../src/mysql/index.js';
 import { PostgresHistoryStore } from '../../src/postgres/index.js';
 import { Deduplicator, decodeEntry, dedupId, ensureNatsStream } from '../../src/relay/index.js';
+import { suiteNeeding } from '../support/skip.js';
 import { useFigures } from './support/figures.js';
 
 const figures = useFigures('relay');
-const REQUIRE = process.env.REQUIRE_DATABASES === '1';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const KILLS = 3;
 const WRITE_MS = Number(process.env.RELIABILITY_RELAY_MS ?? 7000);
@@ -263,8 +263,8 @@ function services<S>(db: Db<S>) {
 }
 
 const targets = [
-  { name: 'postgres', url: process.env.DATABASE_URL, open: openPostgres },
-  { name: 'mariadb', url: process.env.MYSQL_URL, open: openMariadb },
+  { name: 'postgres', variable: 'DATABASE_URL', url: process.env.DATABASE_URL, open: openPostgres },
+  { name: 'mariadb', variable: 'MYSQL_URL', url: process.env.MYSQL_URL, open: openMariadb },
 ] as const;
 
 beforeAll(async () => {
@@ -289,7 +289,7 @@ afterAll(() => {
 });
 
 for (const target of targets) {
-  (target.url || REQUIRE ? describe : describe.skip)(`the outbox relay from ${target.name}`, () => {
+  suiteNeeding(target.url ? undefined : `${target.variable} is not set`)(`the outbox relay from ${target.name}`, () => {
     const nats = new OwnNats();
     let db: Db<unknown>;
     let redis: Redis;

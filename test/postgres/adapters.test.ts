@@ -10,6 +10,7 @@ import {
   pgliteAdapter,
 } from '../../src/postgres/index.js';
 import { sqliteAdapter } from '../../src/sqlite/index.js';
+import { pgPoolAdapter } from '../../src/transactions/pool.js';
 import { findAdapter } from '../../src/transactions/registry.js';
 
 /** A pg client double: tracks the transaction status the way node-postgres reports it. */
@@ -63,13 +64,13 @@ const fakePGliteTx = {
 };
 
 describe('recognising sessions structurally', () => {
-  it('takes a node-postgres Client for the pg adapter, and not a Pool', () => {
+  it('takes a node-postgres Client for the pg adapter, and a Pool for the pool adapter, which runs the call on a client', () => {
     const client = new pg.Client();
     const pool = new pg.Pool();
     expect(pgAdapter.matches(client)).toBe(true);
     expect(findAdapter(client)?.name).toBe('pg');
     expect(pgAdapter.matches(pool)).toBe(false);
-    expect(findAdapter(pool)).toBeUndefined();
+    expect(findAdapter(pool)?.name).toBe(pgPoolAdapter.name);
     void pool.end();
   });
 

@@ -9,11 +9,11 @@ import {
 } from '../../src/index.js';
 import { createPgAdapter, PostgresHistoryStore } from '../../src/postgres/index.js';
 import { Order, orderId } from '../integration/behaviour.js';
-import { REQUIRE_DATABASES } from '../integration/fixture.js';
+import { suiteNeeding } from '../support/skip.js';
 import { orderSql, uniqueTable, wireRoundTrips } from './shared.js';
 
 const DATABASE_URL = process.env.DATABASE_URL;
-const suite = DATABASE_URL || REQUIRE_DATABASES ? describe : describe.skip;
+const suite = suiteNeeding(DATABASE_URL ? undefined : 'DATABASE_URL is not set');
 
 suite(`BEGIN travels with the first statement (node-postgres)${suite === describe ? '' : ' (skipped: DATABASE_URL is not set)'}`, () => {
   let pool: pg.Pool;

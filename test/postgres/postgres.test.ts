@@ -7,7 +7,6 @@ import {
   InvalidEntityError,
   registerTransactionAdapter,
   TransactionStateError,
-  UnsupportedSessionError,
   VersionConflictError,
   Versioned,
   verifyHistory,
@@ -307,18 +306,24 @@ specifics('PostgreSQL specifics', () => {
     expect(await orders.read(pool, order.id)).toBeUndefined();
   });
 
-  it('rejects a Pool as a session with UnsupportedSessionError: a transaction needs one client', async () => {
+  it('takes a Pool as a session: the call runs on one client of it, which it gives back', async () => {
     const { orders, store } = await setup();
+    const seen: unknown[] = [];
     @Versioned()
     @HistoryTracked(store)
     class OrderService {
       async save(order: Order, client: pg.PoolClient): Promise<void> {
+        seen.push(client);
         await orders.insert(client, order);
       }
     }
-    await expect(new OrderService().save(new Order(orderId(), 1), pool as never)).rejects.toBeInstanceOf(
-      UnsupportedSessionError,
-    );
+    const order = new Order(orderId(), 1);
+    await new OrderService().save(order, pool as never);
+    expect(seen[0]).not.toBe(pool);
+    expect(seen[0]).toBeInstanceOf(pg.Client);
+    expect(order.version).toBe(1);
+    expect(await orders.read(pool, order.id)).toMatchObject({ version: 1 });
+    expect(pool.totalCount - pool.idleCount).toBe(0);
   });
 
   it('ensureSchema upgrades a table made by the previous schema: adds schema_version, hash, prev_hash and the tx_id index', async () => {

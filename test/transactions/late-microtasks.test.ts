@@ -6,9 +6,9 @@ import { HistoryTracked, Versioned } from '../../src/index.js';
 import { MysqlHistoryStore } from '../../src/mysql/index.js';
 import { PostgresHistoryStore } from '../../src/postgres/index.js';
 import { SqliteHistoryStore } from '../../src/sqlite/index.js';
-import { REQUIRE_DATABASES } from '../integration/fixture.js';
 import { connectionOptions, describeMysql } from '../mysql/support.js';
 import { uniqueTable } from '../postgres/shared.js';
+import { suiteNeeding } from '../support/skip.js';
 
 /**
  * A decorated method that leaves a promise chain behind, which calls another decorated method on
@@ -20,7 +20,7 @@ import { uniqueTable } from '../postgres/shared.js';
  */
 
 const DATABASE_URL = process.env.DATABASE_URL;
-const pgSuite = DATABASE_URL || REQUIRE_DATABASES ? describe : describe.skip;
+const pgSuite = suiteNeeding(DATABASE_URL ? undefined : 'DATABASE_URL is not set');
 
 interface Item {
   id: string;

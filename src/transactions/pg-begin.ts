@@ -51,6 +51,11 @@ export interface DeferredBegin {
 export function canDeferBegin(client: object): boolean {
   const connection = (client as { connection?: Partial<ConnectionLike> }).connection;
   const stream = connection?.stream;
+  // A client that was ended, released with destroy or lost its socket sends BEGIN now, and fails
+  // with ConnectionLostError before the method runs, as every call on it should.
+  const state = client as { _ending?: unknown; _queryable?: unknown };
+  if (state._ending === true || state._queryable === false) return false;
+  if ((stream as { destroyed?: unknown } | undefined)?.destroyed === true) return false;
   return (
     typeof connection?.emit === 'function' &&
     typeof stream?.write === 'function' &&

@@ -30,6 +30,20 @@ export function failingCommit<S extends object>(name: TargetName, session: S): S
           return bound(sql);
         };
       }
+      if (name === 'sqlite' && property === 'prepare') {
+        // The adapter prepares COMMIT once per database and runs that statement.
+        return (sql: unknown, ...rest: unknown[]) => {
+          const statement = bound(sql, ...rest) as { run: (...args: unknown[]) => unknown };
+          if (sql !== 'COMMIT') return statement;
+          const run = statement.run.bind(statement);
+          return Object.assign(Object.create(statement) as object, {
+            run: (...args: unknown[]) => {
+              if (fail()) throw new InjectedFault('commit');
+              return run(...args);
+            },
+          });
+        };
+      }
       if (name === 'mariadb' && property === 'commit') {
         return Object.defineProperty(() => (fail() ? Promise.reject(new InjectedFault('commit')) : bound()), 'length', {
           value: 0,
